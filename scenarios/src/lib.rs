@@ -1,0 +1,10 @@
+//! `scenarios`: models built on the engine.
+//!
+//! Today: queueing stations and tandems that validate the engine's station
+//! primitives against queueing theory ([`queueing`]), the statistics they
+//! need ([`stats`]), and the standard benchmark workloads ([`bench`]).
+//! The order system's three architectures and the scenario file format
+//! arrive with the order-system issue.
+
+pub mod stats;
+pub mod queueing;

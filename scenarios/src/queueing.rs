@@ -1,0 +1,3 @@
+//! Queueing stations on the engine, and the theory they are checked against.
+
+pub mod theory;

@@ -1,0 +1,116 @@
+//! Command-line definitions (clap). Validation that clap cannot express
+//! (ranges, stability of a queue) happens in the command modules, with
+//! errors that name the flag, the value and what is allowed.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+/// rlab: a deterministic distributed-systems simulator and teaching lab.
+#[derive(Debug, Parser)]
+#[command(name = "rlab", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate queueing stations (alone or in tandem) and compare with theory.
+    Queue(QueueArgs),
+    /// Run the standard engine benchmarks and print events per second.
+    Bench(BenchArgs),
+}
+
+/// Interarrival-time distribution of the customer source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalsArg {
+    /// Exponential interarrival times (a Poisson process).
+    Poisson,
+    /// Evenly spaced arrivals.
+    Deterministic,
+}
+
+/// Service-time distribution of every station.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    /// Exponential, mean 1/mu.
+    Exp,
+    /// Constant 1/mu.
+    Det,
+    /// Lognormal with mean 1/mu and coefficient of variation --cv.
+    Lognormal,
+    /// Uniform on [0, 2/mu] (mean 1/mu).
+    Uniform,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Arrival process.
+    #[arg(long, value_enum, default_value = "poisson")]
+    pub arrivals: ArrivalsArg,
+    /// Arrival rate, customers per second (> 0).
+    #[arg(long, value_name = "RATE")]
+    pub lambda: f64,
+    /// Service-time distribution.
+    #[arg(long, value_enum, default_value = "exp")]
+    pub service: ServiceArg,
+    /// Service rate per server, customers per second (> 0); mean service time is 1/mu.
+    #[arg(long, value_name = "RATE")]
+    pub mu: f64,
+    /// Coefficient of variation of lognormal service times (> 0).
+    #[arg(long, value_name = "CV")]
+    pub cv: Option<f64>,
+    /// Servers (cores) per station.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    pub servers: u32,
+    /// Customers to simulate.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub customers: u64,
+    /// Master seed (chosen at random and printed when omitted).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Identical stations chained in tandem.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub stations: u32,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Scale every workload by this factor (1.0 = the standard sizes).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    pub scale: f64,
+    /// Run only the workloads whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Repeat each workload this many times and report the median.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repeat: u32,
+}
+
+/// Prints a clap error as one line (help and version go to stdout whole)
+/// and returns the matching exit status.
+pub fn report_usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("{first}");
+            ExitCode::from(2)
+        }
+    }
+}

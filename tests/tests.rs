@@ -1,0 +1,1 @@
+//! Workspace-level tests: one binary (ripgrep style), one module per area.
