@@ -1,1 +1,2 @@
 //! Workspace-level tests: one binary (ripgrep style), one module per area.
+mod determinism;
