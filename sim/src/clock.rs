@@ -23,7 +23,10 @@ pub struct LocalTime(pub i64);
 impl LocalTime {
     /// The reading `duration` later on the same clock.
     pub fn plus(self, duration: SimDuration) -> LocalTime {
-        LocalTime(self.0.saturating_add(i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)))
+        LocalTime(
+            self.0
+                .saturating_add(i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)),
+        )
     }
     /// Nanoseconds.
     pub fn as_nanos(self) -> i64 {
@@ -56,7 +59,10 @@ pub const DRIFT_PPM_MAX: f64 = 1_000.0;
 
 impl ClockConfig {
     /// A perfect clock.
-    pub const PERFECT: ClockConfig = ClockConfig { offset_ns: 0, drift_ppm: 0.0 };
+    pub const PERFECT: ClockConfig = ClockConfig {
+        offset_ns: 0,
+        drift_ppm: 0.0,
+    };
 
     /// Checks the drift is finite and within [`DRIFT_PPM_MAX`].
     pub fn validate(&self) -> Result<(), String> {
@@ -113,7 +119,8 @@ impl Clock {
         let rate = BILLION + i128::from(self.drift_ppb);
         let mut elapsed = (needed * BILLION + rate - 1) / rate;
         elapsed = elapsed.max(0);
-        let mut global = (i128::from(self.anchor_global) + elapsed).min(i128::from(u64::MAX)) as u64;
+        let mut global =
+            (i128::from(self.anchor_global) + elapsed).min(i128::from(u64::MAX)) as u64;
         global = global.max(now.as_nanos());
         while global < u64::MAX && self.read(SimTime::from_nanos(global)) < target {
             global += 1;
@@ -139,7 +146,10 @@ mod tests {
 
     #[test]
     fn offset_and_drift_show_in_readings() {
-        let clock = Clock::new(ClockConfig { offset_ns: -300_000_000, drift_ppm: 100.0 });
+        let clock = Clock::new(ClockConfig {
+            offset_ns: -300_000_000,
+            drift_ppm: 100.0,
+        });
         // After 10 s a 100 ppm clock has gained 1 ms, on top of its offset.
         let reading = clock.read(SimTime::from_nanos(10_000_000_000));
         assert_eq!(reading, LocalTime(10_000_000_000 - 300_000_000 + 1_000_000));

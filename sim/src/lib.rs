@@ -28,17 +28,17 @@
 
 #![warn(missing_docs)]
 
-pub mod time;
-pub mod rng;
-pub mod dist;
-pub mod ids;
-pub mod queue;
-pub mod process;
 pub mod clock;
-pub mod net;
-pub mod storage;
-pub mod metrics;
+pub mod dist;
 pub mod fault;
+pub mod ids;
+pub mod metrics;
+pub mod net;
+pub mod process;
+pub mod queue;
+pub mod rng;
+pub mod storage;
+pub mod time;
 pub mod trace;
 mod world;
 
@@ -54,6 +54,6 @@ pub use storage::Storage;
 pub use time::{SimDuration, SimTime};
 pub use trace::{TraceEvent, TraceHash, TraceSink};
 pub use world::{
-    EngineStats, LinkView, NodeConfig, NodeView, ProcessView, ResourceConfig, ResourceView,
-    RunOutcome, Sim, SimConfig,
+    EngineStats, LinkView, NodeConfig, NodeView, PendingView, ProcessView, ResourceConfig,
+    ResourceView, RunOutcome, Sim, SimConfig,
 };

@@ -188,7 +188,9 @@ impl<M: Message> Ctx<'_, M> {
     /// Appends a record to a log in the node's storage. It survives a crash
     /// only once a later [`Ctx::sync`] has completed.
     pub fn append(&mut self, log: &str, record: Vec<u8>) {
-        self.core.nodes[self.node.index()].storage.append(log, record);
+        self.core.nodes[self.node.index()]
+            .storage
+            .append(log, record);
     }
 
     /// The records of a log on this node, synced or not (what the process

@@ -86,14 +86,15 @@ impl<E> EventQueue<E> {
         self.heap.is_empty()
     }
 
-    /// Calls `visit` on every pending event in no particular order; for
-    /// inspection only, never for behaviour.
-    pub fn for_each_pending(&self, mut visit: impl FnMut(SimTime, &E)) {
-        for Reverse(key) in &self.heap {
-            if let Some(event) = &self.slab[key.slot as usize] {
-                visit(key.time, event);
-            }
-        }
+    /// Every pending event with its time and sequence number, in no
+    /// particular order; for inspection only, never for behaviour (sort by
+    /// `(time, seq)` to get firing order).
+    pub fn pending(&self) -> impl Iterator<Item = (SimTime, u64, &E)> {
+        self.heap.iter().filter_map(|Reverse(key)| {
+            self.slab[key.slot as usize]
+                .as_ref()
+                .map(|event| (key.time, key.seq, event))
+        })
     }
 }
 

@@ -30,7 +30,13 @@ impl Storage {
         match self.logs.get_mut(log) {
             Some(existing) => existing.records.push(record),
             None => {
-                self.logs.insert(log.to_string(), Log { records: vec![record], synced: 0 });
+                self.logs.insert(
+                    log.to_string(),
+                    Log {
+                        records: vec![record],
+                        synced: 0,
+                    },
+                );
             }
         }
     }
@@ -47,7 +53,10 @@ impl Storage {
 
     /// Records written but not yet durable, over all logs.
     pub fn unsynced_count(&self) -> usize {
-        self.logs.values().map(|log| log.records.len() - log.synced).sum()
+        self.logs
+            .values()
+            .map(|log| log.records.len() - log.synced)
+            .sum()
     }
 
     /// Names of the logs, in order.
@@ -58,7 +67,11 @@ impl Storage {
     /// Notes how far each log reaches now, for a sync that completes later.
     pub(crate) fn mark(&self) -> SyncMark {
         SyncMark {
-            lengths: self.logs.iter().map(|(name, log)| (name.clone(), log.records.len())).collect(),
+            lengths: self
+                .logs
+                .iter()
+                .map(|(name, log)| (name.clone(), log.records.len()))
+                .collect(),
         }
     }
 
@@ -97,7 +110,11 @@ mod tests {
         storage.append("orders", b"c".to_vec());
         storage.complete(&mark);
         assert_eq!(storage.synced_len("orders"), 2);
-        assert_eq!(storage.read("orders").len(), 3, "unsynced writes are readable");
+        assert_eq!(
+            storage.read("orders").len(),
+            3,
+            "unsynced writes are readable"
+        );
         assert_eq!(storage.crash(), 1);
         assert_eq!(storage.read("orders"), &[b"a".to_vec(), b"b".to_vec()]);
     }

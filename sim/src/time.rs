@@ -43,7 +43,10 @@ impl SimTime {
     /// The span from `earlier` to `self`; panics if `earlier` is later,
     /// because time never runs backwards on the global timeline.
     pub fn since(self, earlier: SimTime) -> SimDuration {
-        assert!(earlier.0 <= self.0, "time went backwards: {earlier} > {self}");
+        assert!(
+            earlier.0 <= self.0,
+            "time went backwards: {earlier} > {self}"
+        );
         SimDuration(self.0 - earlier.0)
     }
     /// `self + duration`, saturating at [`SimTime::MAX`].
@@ -178,7 +181,11 @@ pub fn parse_duration(text: &str) -> Result<SimDuration, String> {
         "us" | "µs" => 1e3,
         "ms" => 1e6,
         "s" => 1e9,
-        _ => return Err(format!("`{text}` has unknown unit `{unit}`; use ns, us, ms or s")),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}`; use ns, us, ms or s"
+            ));
+        }
     };
     let nanos = value * scale;
     if nanos > u64::MAX as f64 / 2.0 {

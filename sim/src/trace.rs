@@ -249,7 +249,10 @@ impl TraceEvent {
             | TraceEvent::WorkCompleted { process, .. }
             | TraceEvent::ResourceRejected { process, .. }
             | TraceEvent::DomainEvent { process, .. } => Some(*process),
-            TraceEvent::MessageSent { from, .. } => Some(*from),
+            // A message posted from outside has no acting process.
+            TraceEvent::MessageSent { from, .. } => {
+                (*from != crate::ids::EXTERNAL).then_some(*from)
+            }
             TraceEvent::MessageDelivered { to, .. } => Some(*to),
             _ => None,
         }
@@ -264,46 +267,83 @@ impl TraceEvent {
                 hash.word(u64::from(node.0));
                 hash.word(fnv1a(name));
             }
-            TraceEvent::ProcessSpawned { process, node, name } => {
+            TraceEvent::ProcessSpawned {
+                process,
+                node,
+                name,
+            } => {
                 hash.word(u64::from(process.0));
                 hash.word(u64::from(node.0));
                 hash.word(fnv1a(name));
             }
-            TraceEvent::ProcessStarted { process, incarnation } => {
+            TraceEvent::ProcessStarted {
+                process,
+                incarnation,
+            } => {
                 hash.word(u64::from(process.0));
                 hash.word(u64::from(*incarnation));
             }
-            TraceEvent::MessageSent { message_id, from, to, label: _, digest } => {
+            TraceEvent::MessageSent {
+                message_id,
+                from,
+                to,
+                label: _,
+                digest,
+            } => {
                 // The label is not folded: the digest covers content, and a
                 // label is a pure function of the content.
                 hash.word(*message_id);
                 hash.word(pair(*from, *to));
                 hash.word(*digest);
             }
-            TraceEvent::MessageDelivered { message_id, from, to, label: _ } => {
+            TraceEvent::MessageDelivered {
+                message_id,
+                from,
+                to,
+                label: _,
+            } => {
                 hash.word(*message_id);
                 hash.word(pair(*from, *to));
             }
-            TraceEvent::MessageDropped { message_id, from, to, label: _, reason } => {
+            TraceEvent::MessageDropped {
+                message_id,
+                from,
+                to,
+                label: _,
+                reason,
+            } => {
                 hash.word(*message_id);
                 hash.word(pair(*from, *to));
                 hash.word(reason.code());
             }
-            TraceEvent::MessageDuplicated { message_id, copy_id } => {
+            TraceEvent::MessageDuplicated {
+                message_id,
+                copy_id,
+            } => {
                 hash.word(*message_id);
                 hash.word(*copy_id);
             }
-            TraceEvent::TimerFired { process, tag } | TraceEvent::WorkCompleted { process, tag } => {
+            TraceEvent::TimerFired { process, tag }
+            | TraceEvent::WorkCompleted { process, tag } => {
                 hash.word(u64::from(process.0));
                 hash.word(*tag);
             }
-            TraceEvent::NodeCrashed { node, processes_stopped, writes_lost } => {
+            TraceEvent::NodeCrashed {
+                node,
+                processes_stopped,
+                writes_lost,
+            } => {
                 hash.word(u64::from(node.0));
                 hash.word(u64::from(*processes_stopped));
                 hash.word(u64::from(*writes_lost));
             }
             TraceEvent::NodeRestarted { node } => hash.word(u64::from(node.0)),
-            TraceEvent::PartitionStarted { fault, from, to, symmetric } => {
+            TraceEvent::PartitionStarted {
+                fault,
+                from,
+                to,
+                symmetric,
+            } => {
                 hash.word(u64::from(*fault));
                 hash.word(u64::from(*symmetric));
                 for node in from.iter().chain(to) {
@@ -322,7 +362,11 @@ impl TraceEvent {
                 hash.word(u64::from(process.0));
                 hash.word(u64::from(*resource));
             }
-            TraceEvent::DomainEvent { process, label, key } => {
+            TraceEvent::DomainEvent {
+                process,
+                label,
+                key,
+            } => {
                 hash.word(u64::from(process.0));
                 hash.word(fnv1a(label));
                 hash.word(*key);
@@ -384,7 +428,9 @@ pub struct TraceHasher {
 
 impl Default for TraceHasher {
     fn default() -> TraceHasher {
-        TraceHasher { state: 0x243F_6A88_85A3_08D3 }
+        TraceHasher {
+            state: 0x243F_6A88_85A3_08D3,
+        }
     }
 }
 
@@ -456,7 +502,10 @@ pub struct JsonLinesSink<W: io::Write> {
 impl<W: io::Write> JsonLinesSink<W> {
     /// A sink writing to `writer` (wrap files in a `BufWriter`).
     pub fn new(writer: W) -> JsonLinesSink<W> {
-        JsonLinesSink { writer, error: None }
+        JsonLinesSink {
+            writer,
+            error: None,
+        }
     }
 }
 
@@ -515,6 +564,20 @@ impl TraceSink for MemorySink {
     }
 }
 
+/// The position of the first record where two traces of the same setup
+/// differ, or `None` if one is a prefix of the other and they agree as far
+/// as both go. This is what to look at when two runs that should be
+/// identical hash differently.
+pub fn first_divergence(left: &[OwnedRecord], right: &[OwnedRecord]) -> Option<usize> {
+    let common = left.len().min(right.len());
+    (0..common)
+        .find(|&index| left[index] != right[index])
+        .or_else(|| {
+            // One trace went on longer: the divergence is where the shorter ended.
+            (left.len() != right.len()).then_some(common)
+        })
+}
+
 /// Shares one sink between the simulation and its owner, so a test can read
 /// what a run recorded after handing the sink to the run.
 impl<S: TraceSink> TraceSink for std::rc::Rc<std::cell::RefCell<S>> {
@@ -546,7 +609,12 @@ struct CausalClocks {
 
 impl Tracer {
     pub(crate) fn new() -> Tracer {
-        Tracer { hasher: TraceHasher::default(), count: 0, sink: None, causal: CausalClocks::default() }
+        Tracer {
+            hasher: TraceHasher::default(),
+            count: 0,
+            sink: None,
+            causal: CausalClocks::default(),
+        }
     }
 
     pub(crate) fn set_sink(&mut self, sink: Box<dyn TraceSink>) {
@@ -579,7 +647,13 @@ impl Tracer {
 impl CausalClocks {
     fn observe(&mut self, seq: u64, time: SimTime, event: &TraceEvent, sink: &mut dyn TraceSink) {
         let Some(actor) = event.actor() else {
-            sink.record(&TraceRecord { seq, time, lamport: None, vector_clock: None, event });
+            sink.record(&TraceRecord {
+                seq,
+                time,
+                lamport: None,
+                vector_clock: None,
+                event,
+            });
             return;
         };
         let index = actor.index();
@@ -588,21 +662,23 @@ impl CausalClocks {
             self.vector.resize(index + 1, VectorClock::new());
         }
         // Receive: merge the clocks the message carried before ticking.
-        if let TraceEvent::MessageDelivered { message_id, .. } = event {
-            if let Some((lamport, vector)) = self.in_flight.get(message_id) {
-                self.lamport[index] = self.lamport[index].max(*lamport);
-                for (&process, &count) in vector {
-                    let entry = self.vector[index].entry(process).or_insert(0);
-                    *entry = (*entry).max(count);
-                }
+        if let TraceEvent::MessageDelivered { message_id, .. } = event
+            && let Some((lamport, vector)) = self.in_flight.get(message_id)
+        {
+            self.lamport[index] = self.lamport[index].max(*lamport);
+            for (&process, &count) in vector {
+                let entry = self.vector[index].entry(process).or_insert(0);
+                *entry = (*entry).max(count);
             }
         }
         self.lamport[index] += 1;
         *self.vector[index].entry(actor.0).or_insert(0) += 1;
         match event {
             TraceEvent::MessageSent { message_id, .. } => {
-                self.in_flight
-                    .insert(*message_id, (self.lamport[index], self.vector[index].clone()));
+                self.in_flight.insert(
+                    *message_id,
+                    (self.lamport[index], self.vector[index].clone()),
+                );
             }
             TraceEvent::MessageDelivered { message_id, .. } => {
                 // A duplicate copy has its own id; the original's clocks stay
@@ -659,10 +735,16 @@ mod tests {
     #[test]
     fn hash_of_a_known_sequence_is_stable() {
         let mut hasher = TraceHasher::default();
-        hasher.event(SimTime::from_nanos(5), &TraceEvent::NodeRestarted { node: NodeId(1) });
+        hasher.event(
+            SimTime::from_nanos(5),
+            &TraceEvent::NodeRestarted { node: NodeId(1) },
+        );
         hasher.event(
             SimTime::from_nanos(9),
-            &TraceEvent::TimerFired { process: ProcessId(2), tag: 7 },
+            &TraceEvent::TimerFired {
+                process: ProcessId(2),
+                tag: 7,
+            },
         );
         assert_eq!(hasher.finish().to_string(), "fef1967424d895a0");
     }

@@ -230,14 +230,43 @@ struct TimerSlot {
 }
 
 enum Event<M> {
-    Start { process: ProcessId, incarnation: u32 },
+    Start {
+        process: ProcessId,
+        incarnation: u32,
+    },
     Deliver(Envelope<M>, ProcessId),
-    Dispatch { process: ProcessId, incarnation: u32 },
-    Timer { slot: u32, schedule_key: u64 },
-    WorkDone { node: NodeId, epoch: u32, process: ProcessId, incarnation: u32, tag: u64 },
-    Granted { resource: ResourceId, process: ProcessId, incarnation: u32, tag: u64 },
-    Synced { node: NodeId, epoch: u32, process: ProcessId, incarnation: u32, tag: u64, mark: SyncMark },
-    Fault { index: u32 },
+    Dispatch {
+        process: ProcessId,
+        incarnation: u32,
+    },
+    Timer {
+        slot: u32,
+        schedule_key: u64,
+    },
+    WorkDone {
+        node: NodeId,
+        epoch: u32,
+        process: ProcessId,
+        incarnation: u32,
+        tag: u64,
+    },
+    Granted {
+        resource: ResourceId,
+        process: ProcessId,
+        incarnation: u32,
+        tag: u64,
+    },
+    Synced {
+        node: NodeId,
+        epoch: u32,
+        process: ProcessId,
+        incarnation: u32,
+        tag: u64,
+        mark: SyncMark,
+    },
+    Fault {
+        index: u32,
+    },
 }
 
 /// A node as seen from outside: plain data for views and tests.
@@ -265,6 +294,8 @@ pub struct NodeView {
     pub ready_queue_max: u64,
     /// Busy cores averaged over each metrics interval.
     pub busy_cores_per_interval: Vec<f64>,
+    /// Work waiting for a core, averaged over each metrics interval.
+    pub ready_queue_per_interval: Vec<f64>,
     /// Unsynced storage records.
     pub unsynced_writes: usize,
     /// Processes hosted.
@@ -286,6 +317,20 @@ pub struct ProcessView {
     pub incarnation: u32,
     /// Messages waiting in its mailbox.
     pub mailbox_len: usize,
+}
+
+/// A pending event as seen from outside, for step-through views.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PendingView {
+    /// When it is due.
+    pub time: SimTime,
+    /// What kind of event: `deliver`, `timer`, `work_done`, `start`,
+    /// `dispatch`, `granted`, `synced` or `fault`.
+    pub kind: &'static str,
+    /// The process it concerns, if any.
+    pub process: Option<ProcessId>,
+    /// The message label for deliveries, the fault for faults.
+    pub detail: String,
 }
 
 /// A resource as seen from outside.
@@ -386,10 +431,20 @@ impl<M: Message> Sim<M> {
 
     /// Adds a node; ids are given out in order from `n0`.
     pub fn add_node(&mut self, config: NodeConfig) -> NodeId {
-        assert!(config.cores > 0, "node {} needs at least one core", config.name);
+        assert!(
+            config.cores > 0,
+            "node {} needs at least one core",
+            config.name
+        );
         let id = NodeId(u32::try_from(self.core.nodes.len()).expect("fewer than 2^32 nodes"));
         let interval = self.core.config.metrics_interval;
-        self.core.tracer.emit(self.core.now, TraceEvent::NodeAdded { node: id, name: config.name.clone() });
+        self.core.tracer.emit(
+            self.core.now,
+            TraceEvent::NodeAdded {
+                node: id,
+                name: config.name.clone(),
+            },
+        );
         self.core.nodes.push(NodeState {
             clock: Clock::new(config.clock),
             fsync_stream: Stream::new(self.core.config.seed, Purpose::Model(0x4000_0000 | id.0)),
@@ -409,8 +464,15 @@ impl<M: Message> Sim<M> {
 
     /// Adds a pool on `node`.
     pub fn add_resource(&mut self, node: NodeId, config: ResourceConfig) -> ResourceId {
-        assert!(config.capacity > 0, "resource {} needs a capacity", config.name);
-        assert!(node.index() < self.core.nodes.len(), "resource on unknown node {node}");
+        assert!(
+            config.capacity > 0,
+            "resource {} needs a capacity",
+            config.name
+        );
+        assert!(
+            node.index() < self.core.nodes.len(),
+            "resource on unknown node {node}"
+        );
         let id = ResourceId(self.core.resources.len() as u32);
         let interval = self.core.config.metrics_interval;
         self.core.resources.push(ResourceState {
@@ -444,12 +506,23 @@ impl<M: Message> Sim<M> {
         mailbox: Mailbox,
         mut factory: impl FnMut() -> Box<dyn Process<M>> + 'static,
     ) -> ProcessId {
-        assert!(node.index() < self.core.nodes.len(), "process on unknown node {node}");
-        let id = ProcessId(u32::try_from(self.core.processes.len()).expect("fewer than 2^32 processes"));
+        assert!(
+            node.index() < self.core.nodes.len(),
+            "process on unknown node {node}"
+        );
+        let id =
+            ProcessId(u32::try_from(self.core.processes.len()).expect("fewer than 2^32 processes"));
         assert!(id != EXTERNAL, "too many processes");
         let name = name.into();
         let core = &mut self.core;
-        core.tracer.emit(core.now, TraceEvent::ProcessSpawned { process: id, node, name: name.clone() });
+        core.tracer.emit(
+            core.now,
+            TraceEvent::ProcessSpawned {
+                process: id,
+                node,
+                name: name.clone(),
+            },
+        );
         let up = core.nodes[node.index()].up;
         core.nodes[node.index()].processes.push(id);
         core.processes.push(ProcessState {
@@ -464,9 +537,18 @@ impl<M: Message> Sim<M> {
             work_outstanding: 0,
         });
         let instance = if up { Some(factory()) } else { None };
-        self.slots.push(Slot { instance, factory: Box::new(factory) });
+        self.slots.push(Slot {
+            instance,
+            factory: Box::new(factory),
+        });
         if up {
-            core.queue.push(core.now, Event::Start { process: id, incarnation: 0 });
+            core.queue.push(
+                core.now,
+                Event::Start {
+                    process: id,
+                    incarnation: 0,
+                },
+            );
         }
         id
     }
@@ -481,9 +563,25 @@ impl<M: Message> Sim<M> {
         core.stats.messages_sent += 1;
         core.tracer.emit(
             core.now,
-            TraceEvent::MessageSent { message_id, from: EXTERNAL, to, label: message.label(), digest: message.digest() },
+            TraceEvent::MessageSent {
+                message_id,
+                from: EXTERNAL,
+                to,
+                label: message.label(),
+                digest: message.digest(),
+            },
         );
-        core.queue.push(at, Event::Deliver(Envelope { from: EXTERNAL, message_id, message }, to));
+        core.queue.push(
+            at,
+            Event::Deliver(
+                Envelope {
+                    from: EXTERNAL,
+                    message_id,
+                    message,
+                },
+                to,
+            ),
+        );
     }
 
     /// Schedules every fault of `schedule` (replacing none already added).
@@ -496,7 +594,10 @@ impl<M: Message> Sim<M> {
                 *partition += base;
             }
             let index = self.core.faults.len() as u32;
-            assert!(scheduled.at >= self.core.now, "fault #{index} is in the past");
+            assert!(
+                scheduled.at >= self.core.now,
+                "fault #{index} is in the past"
+            );
             self.core.queue.push(scheduled.at, Event::Fault { index });
             self.core.faults.push(scheduled);
             self.core.fired_index.push(None);
@@ -506,7 +607,10 @@ impl<M: Message> Sim<M> {
     /// Applies one fault now, outside any schedule (from a UI or a test).
     pub fn inject_fault(&mut self, fault: Fault) {
         let index = self.core.faults.len() as u32;
-        self.core.faults.push(crate::fault::ScheduledFault { at: self.core.now, fault });
+        self.core.faults.push(crate::fault::ScheduledFault {
+            at: self.core.now,
+            fault,
+        });
         self.core.fired_index.push(None);
         self.apply_fault(index);
     }
@@ -563,15 +667,27 @@ impl<M: Message> Sim<M> {
 
     fn apply(&mut self, event: Event<M>) {
         match event {
-            Event::Start { process, incarnation } => {
+            Event::Start {
+                process,
+                incarnation,
+            } => {
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
-                self.core.tracer.emit(self.core.now, TraceEvent::ProcessStarted { process, incarnation });
+                self.core.tracer.emit(
+                    self.core.now,
+                    TraceEvent::ProcessStarted {
+                        process,
+                        incarnation,
+                    },
+                );
                 self.with_process(process, |instance, ctx| instance.on_start(ctx));
             }
             Event::Deliver(envelope, to) => self.deliver(envelope, to),
-            Event::Dispatch { process, incarnation } => {
+            Event::Dispatch {
+                process,
+                incarnation,
+            } => {
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
@@ -588,18 +704,30 @@ impl<M: Message> Sim<M> {
                 if !timer.active || timer.schedule_key != schedule_key {
                     return;
                 }
-                let (process, incarnation, tag, generation) =
-                    (timer.process, timer.incarnation, timer.tag, timer.generation);
+                let (process, incarnation, tag, generation) = (
+                    timer.process,
+                    timer.incarnation,
+                    timer.tag,
+                    timer.generation,
+                );
                 self.core.free_timer(slot);
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
                 self.core.stats.timers_fired += 1;
-                self.core.tracer.emit(self.core.now, TraceEvent::TimerFired { process, tag });
+                self.core
+                    .tracer
+                    .emit(self.core.now, TraceEvent::TimerFired { process, tag });
                 let id = TimerId { slot, generation };
                 self.with_process(process, |instance, ctx| instance.on_timer(ctx, id, tag));
             }
-            Event::WorkDone { node, epoch, process, incarnation, tag } => {
+            Event::WorkDone {
+                node,
+                epoch,
+                process,
+                incarnation,
+                tag,
+            } => {
                 if self.core.nodes[node.index()].epoch != epoch {
                     return;
                 }
@@ -609,19 +737,35 @@ impl<M: Message> Sim<M> {
                 }
                 self.core.stats.work_completed += 1;
                 self.core.processes[process.index()].work_outstanding -= 1;
-                self.core.tracer.emit(self.core.now, TraceEvent::WorkCompleted { process, tag });
+                self.core
+                    .tracer
+                    .emit(self.core.now, TraceEvent::WorkCompleted { process, tag });
                 self.with_process(process, |instance, ctx| instance.on_work_done(ctx, tag));
             }
-            Event::Granted { resource, process, incarnation, tag } => {
+            Event::Granted {
+                resource,
+                process,
+                incarnation,
+                tag,
+            } => {
                 if !self.core.is_current(process, incarnation) {
                     // The waiter died holding the grant: pass the unit on.
                     let node = self.core.resources[resource.index()].node;
                     self.core.release(node, resource);
                     return;
                 }
-                self.with_process(process, |instance, ctx| instance.on_granted(ctx, resource, tag));
+                self.with_process(process, |instance, ctx| {
+                    instance.on_granted(ctx, resource, tag)
+                });
             }
-            Event::Synced { node, epoch, process, incarnation, tag, mark } => {
+            Event::Synced {
+                node,
+                epoch,
+                process,
+                incarnation,
+                tag,
+                mark,
+            } => {
                 let state = &mut self.core.nodes[node.index()];
                 if state.epoch != epoch {
                     return;
@@ -695,18 +839,35 @@ impl<M: Message> Sim<M> {
     /// Runs one handler of `process` with a context, then lets a sequential
     /// process take its next message if it has become idle.
     #[inline]
-    fn with_process(&mut self, process: ProcessId, handler: impl FnOnce(&mut dyn Process<M>, &mut Ctx<'_, M>)) {
+    fn with_process(
+        &mut self,
+        process: ProcessId,
+        handler: impl FnOnce(&mut dyn Process<M>, &mut Ctx<'_, M>),
+    ) {
         let slot = &mut self.slots[process.index()];
-        let instance = slot.instance.as_deref_mut().expect("a live process has an instance");
+        let instance = slot
+            .instance
+            .as_deref_mut()
+            .expect("a live process has an instance");
         let node = self.core.processes[process.index()].node;
-        let mut ctx = Ctx { core: &mut self.core, me: process, node };
+        let mut ctx = Ctx {
+            core: &mut self.core,
+            me: process,
+            node,
+        };
         handler(instance, &mut ctx);
         let state = &mut self.core.processes[process.index()];
         if state.busy && state.work_outstanding == 0 {
             state.busy = false;
             if !state.queued.is_empty() {
                 let incarnation = state.incarnation;
-                self.core.queue.push(self.core.now, Event::Dispatch { process, incarnation });
+                self.core.queue.push(
+                    self.core.now,
+                    Event::Dispatch {
+                        process,
+                        incarnation,
+                    },
+                );
             }
         }
     }
@@ -719,44 +880,74 @@ impl<M: Message> Sim<M> {
             Fault::CrashNode { node } => self.crash(*node, index, &mut touched),
             Fault::RestartNode { node } => self.restart(*node, &mut touched),
             Fault::Partition { side_a, side_b } => {
-                self.core.net.start_partition(index, side_a.clone(), side_b.clone(), true);
+                self.core
+                    .net
+                    .start_partition(index, side_a.clone(), side_b.clone(), true);
                 self.core.tracer.emit(
                     now,
-                    TraceEvent::PartitionStarted { fault: index, from: side_a.clone(), to: side_b.clone(), symmetric: true },
+                    TraceEvent::PartitionStarted {
+                        fault: index,
+                        from: side_a.clone(),
+                        to: side_b.clone(),
+                        symmetric: true,
+                    },
                 );
                 true
             }
             Fault::PartitionOneway { from, to } => {
-                self.core.net.start_partition(index, from.clone(), to.clone(), false);
+                self.core
+                    .net
+                    .start_partition(index, from.clone(), to.clone(), false);
                 self.core.tracer.emit(
                     now,
-                    TraceEvent::PartitionStarted { fault: index, from: from.clone(), to: to.clone(), symmetric: false },
+                    TraceEvent::PartitionStarted {
+                        fault: index,
+                        from: from.clone(),
+                        to: to.clone(),
+                        symmetric: false,
+                    },
                 );
                 true
             }
             Fault::Heal { partition } => {
                 let healed = self.core.net.heal(*partition);
                 if healed {
-                    self.core.tracer.emit(now, TraceEvent::PartitionHealed { fault: *partition });
+                    self.core
+                        .tracer
+                        .emit(now, TraceEvent::PartitionHealed { fault: *partition });
                 }
                 healed
             }
             Fault::HealAll => {
                 let healed = self.core.net.heal_all();
                 for fault in &healed {
-                    self.core.tracer.emit(now, TraceEvent::PartitionHealed { fault: *fault });
+                    self.core
+                        .tracer
+                        .emit(now, TraceEvent::PartitionHealed { fault: *fault });
                 }
                 !healed.is_empty()
             }
             Fault::DegradeLink { from, to, link } => {
                 self.core.net.degrade(*from, *to, link.clone(), index);
-                self.core.tracer.emit(now, TraceEvent::LinkDegraded { from: *from, to: *to });
+                self.core.tracer.emit(
+                    now,
+                    TraceEvent::LinkDegraded {
+                        from: *from,
+                        to: *to,
+                    },
+                );
                 true
             }
             Fault::RestoreLink { from, to } => {
                 let restored = self.core.net.restore(*from, *to);
                 if restored {
-                    self.core.tracer.emit(now, TraceEvent::LinkRestored { from: *from, to: *to });
+                    self.core.tracer.emit(
+                        now,
+                        TraceEvent::LinkRestored {
+                            from: *from,
+                            to: *to,
+                        },
+                    );
                 }
                 restored
             }
@@ -766,7 +957,13 @@ impl<M: Message> Sim<M> {
             }
         };
         self.core.fired_index[index as usize] = Some(self.core.fired.len());
-        self.core.fired.push(FiredFault { index, at: now, fault, applied, touched });
+        self.core.fired.push(FiredFault {
+            index,
+            at: now,
+            fault,
+            applied,
+            touched,
+        });
     }
 
     fn crash(&mut self, node: NodeId, fault: u32, touched: &mut Touched) -> bool {
@@ -805,7 +1002,11 @@ impl<M: Message> Sim<M> {
         touched.writes_lost = writes_lost;
         core.tracer.emit(
             now,
-            TraceEvent::NodeCrashed { node, processes_stopped: hosted.len() as u32, writes_lost },
+            TraceEvent::NodeCrashed {
+                node,
+                processes_stopped: hosted.len() as u32,
+                writes_lost,
+            },
         );
         true
     }
@@ -818,7 +1019,8 @@ impl<M: Message> Sim<M> {
         }
         state.up = true;
         state.crashed_by = None;
-        core.tracer.emit(core.now, TraceEvent::NodeRestarted { node });
+        core.tracer
+            .emit(core.now, TraceEvent::NodeRestarted { node });
         let hosted = state.processes.clone();
         for process in &hosted {
             let process_state = &mut core.processes[process.index()];
@@ -826,7 +1028,13 @@ impl<M: Message> Sim<M> {
             let incarnation = process_state.incarnation;
             let slot = &mut self.slots[process.index()];
             slot.instance = Some((slot.factory)());
-            core.queue.push(core.now, Event::Start { process: *process, incarnation });
+            core.queue.push(
+                core.now,
+                Event::Start {
+                    process: *process,
+                    incarnation,
+                },
+            );
         }
         touched.processes_restarted = hosted.len() as u32;
         true
@@ -854,6 +1062,50 @@ impl<M: Message> Sim<M> {
     /// Events waiting in the queue (stale ones included).
     pub fn pending_events(&self) -> usize {
         self.core.queue.len()
+    }
+
+    /// The next `limit` pending events in firing order (stale ones
+    /// included, since they are still in the queue).
+    pub fn upcoming_events(&self, limit: usize) -> Vec<PendingView> {
+        let mut pending: Vec<_> = self.core.queue.pending().collect();
+        pending.sort_by_key(|(time, seq, _)| (*time, *seq));
+        pending
+            .into_iter()
+            .take(limit)
+            .map(|(time, _, event)| {
+                let (kind, process, detail) = match event {
+                    Event::Start { process, .. } => ("start", Some(*process), String::new()),
+                    Event::Deliver(envelope, to) => {
+                        ("deliver", Some(*to), envelope.message.label().to_string())
+                    }
+                    Event::Dispatch { process, .. } => ("dispatch", Some(*process), String::new()),
+                    Event::Timer { slot, .. } => {
+                        let timer = &self.core.timers[*slot as usize];
+                        ("timer", Some(timer.process), format!("tag {}", timer.tag))
+                    }
+                    Event::WorkDone { process, tag, .. } => {
+                        ("work_done", Some(*process), format!("tag {tag}"))
+                    }
+                    Event::Granted {
+                        process, resource, ..
+                    } => ("granted", Some(*process), resource.to_string()),
+                    Event::Synced { process, tag, .. } => {
+                        ("synced", Some(*process), format!("tag {tag}"))
+                    }
+                    Event::Fault { index } => (
+                        "fault",
+                        None,
+                        self.core.faults[*index as usize].fault.to_string(),
+                    ),
+                };
+                PendingView {
+                    time,
+                    kind,
+                    process,
+                    detail,
+                }
+            })
+            .collect()
     }
 
     /// When the next event is due.
@@ -901,6 +1153,7 @@ impl<M: Message> Sim<M> {
             mean_ready_queue: waiting.mean(now),
             ready_queue_max: waiting.max(),
             busy_cores_per_interval: busy.interval_means(),
+            ready_queue_per_interval: waiting.interval_means(),
             unsynced_writes: state.storage.unsynced_count(),
             processes: state.processes.clone(),
         }
@@ -982,10 +1235,20 @@ impl<M: Message> Core<M> {
         self.stats.messages_sent += 1;
         self.tracer.emit(
             self.now,
-            TraceEvent::MessageSent { message_id, from, to, label: message.label(), digest: message.digest() },
+            TraceEvent::MessageSent {
+                message_id,
+                from,
+                to,
+                label: message.label(),
+                digest: message.digest(),
+            },
         );
         let Some(target) = self.processes.get(to.index()) else {
-            let envelope = Envelope { from, message_id, message };
+            let envelope = Envelope {
+                from,
+                message_id,
+                message,
+            };
             self.drop_message(&envelope, to, DropReason::UnknownProcess, None);
             return;
         };
@@ -996,25 +1259,60 @@ impl<M: Message> Core<M> {
                     let copy_id = self.next_message_id;
                     self.next_message_id += 1;
                     self.stats.messages_duplicated += 1;
-                    self.tracer.emit(self.now, TraceEvent::MessageDuplicated { message_id, copy_id });
+                    self.tracer.emit(
+                        self.now,
+                        TraceEvent::MessageDuplicated {
+                            message_id,
+                            copy_id,
+                        },
+                    );
                     self.tracer.copy_message(message_id, copy_id);
-                    let copy = Envelope { from, message_id: copy_id, message: message.clone() };
-                    self.queue.push(self.now + copy_delay, Event::Deliver(copy, to));
+                    let copy = Envelope {
+                        from,
+                        message_id: copy_id,
+                        message: message.clone(),
+                    };
+                    self.queue
+                        .push(self.now + copy_delay, Event::Deliver(copy, to));
                 }
-                self.queue.push(self.now + delay, Event::Deliver(Envelope { from, message_id, message }, to));
+                self.queue.push(
+                    self.now + delay,
+                    Event::Deliver(
+                        Envelope {
+                            from,
+                            message_id,
+                            message,
+                        },
+                        to,
+                    ),
+                );
             }
             Fate::Lost => {
-                let envelope = Envelope { from, message_id, message };
+                let envelope = Envelope {
+                    from,
+                    message_id,
+                    message,
+                };
                 self.drop_message(&envelope, to, DropReason::Loss, None);
             }
             Fate::Partitioned { fault } => {
-                let envelope = Envelope { from, message_id, message };
+                let envelope = Envelope {
+                    from,
+                    message_id,
+                    message,
+                };
                 self.drop_message(&envelope, to, DropReason::Partition, Some(fault));
             }
         }
     }
 
-    fn drop_message(&mut self, envelope: &Envelope<M>, to: ProcessId, reason: DropReason, fault: Option<u32>) {
+    fn drop_message(
+        &mut self,
+        envelope: &Envelope<M>,
+        to: ProcessId,
+        reason: DropReason,
+        fault: Option<u32>,
+    ) {
         self.stats.messages_dropped += 1;
         self.tracer.emit(
             self.now,
@@ -1027,15 +1325,22 @@ impl<M: Message> Core<M> {
             },
         );
         self.tracer.forget_message(envelope.message_id);
-        if let Some(fault) = fault {
-            if let Some(position) = self.fired_index[fault as usize] {
-                self.fired[position].touched.messages_dropped += 1;
-            }
+        if let Some(fault) = fault
+            && let Some(position) = self.fired_index[fault as usize]
+        {
+            self.fired[position].touched.messages_dropped += 1;
         }
     }
 
     pub(crate) fn record(&mut self, process: ProcessId, label: &'static str, key: u64) {
-        self.tracer.emit(self.now, TraceEvent::DomainEvent { process, label, key });
+        self.tracer.emit(
+            self.now,
+            TraceEvent::DomainEvent {
+                process,
+                label,
+                key,
+            },
+        );
     }
 
     fn schedule_key(&mut self) -> u64 {
@@ -1044,7 +1349,13 @@ impl<M: Message> Core<M> {
         key
     }
 
-    pub(crate) fn set_timer(&mut self, process: ProcessId, node: NodeId, after: SimDuration, tag: u64) -> TimerId {
+    pub(crate) fn set_timer(
+        &mut self,
+        process: ProcessId,
+        node: NodeId,
+        after: SimDuration,
+        tag: u64,
+    ) -> TimerId {
         let clock = &self.nodes[node.index()].clock;
         let deadline = clock.read(self.now).plus(after);
         let fire_at = clock.when_reads(deadline, self.now);
@@ -1075,8 +1386,12 @@ impl<M: Message> Core<M> {
                 (self.timers.len() - 1) as u32
             }
         };
-        self.queue.push(fire_at, Event::Timer { slot, schedule_key });
-        TimerId { slot, generation: self.timers[slot as usize].generation }
+        self.queue
+            .push(fire_at, Event::Timer { slot, schedule_key });
+        TimerId {
+            slot,
+            generation: self.timers[slot as usize].generation,
+        }
     }
 
     pub(crate) fn cancel_timer(&mut self, timer: TimerId) -> bool {
@@ -1100,23 +1415,38 @@ impl<M: Message> Core<M> {
     fn step_clock(&mut self, node: NodeId, delta_ns: i64) -> u32 {
         let now = self.now;
         self.nodes[node.index()].clock.step(now, delta_ns);
-        self.tracer.emit(now, TraceEvent::ClockStepped { node, delta_ns });
+        self.tracer
+            .emit(now, TraceEvent::ClockStepped { node, delta_ns });
         let mut moved = 0;
         for slot in 0..self.timers.len() {
             let timer = &self.timers[slot];
             if !timer.active || self.processes[timer.process.index()].node != node {
                 continue;
             }
-            let fire_at = self.nodes[node.index()].clock.when_reads(timer.deadline, now);
+            let fire_at = self.nodes[node.index()]
+                .clock
+                .when_reads(timer.deadline, now);
             let schedule_key = self.schedule_key();
             self.timers[slot].schedule_key = schedule_key;
-            self.queue.push(fire_at, Event::Timer { slot: slot as u32, schedule_key });
+            self.queue.push(
+                fire_at,
+                Event::Timer {
+                    slot: slot as u32,
+                    schedule_key,
+                },
+            );
             moved += 1;
         }
         moved
     }
 
-    pub(crate) fn spend_cpu(&mut self, process: ProcessId, node: NodeId, duration: SimDuration, tag: u64) {
+    pub(crate) fn spend_cpu(
+        &mut self,
+        process: ProcessId,
+        node: NodeId,
+        duration: SimDuration,
+        tag: u64,
+    ) {
         let now = self.now;
         let state = &mut self.processes[process.index()];
         state.work_outstanding += 1;
@@ -1126,9 +1456,23 @@ impl<M: Message> Core<M> {
             node_state.busy_cores += 1;
             node_state.busy.set(now, u64::from(node_state.busy_cores));
             let epoch = node_state.epoch;
-            self.queue.push(now + duration, Event::WorkDone { node, epoch, process, incarnation, tag });
+            self.queue.push(
+                now + duration,
+                Event::WorkDone {
+                    node,
+                    epoch,
+                    process,
+                    incarnation,
+                    tag,
+                },
+            );
         } else {
-            node_state.ready.push_back(Work { process, incarnation, duration, tag });
+            node_state.ready.push_back(Work {
+                process,
+                incarnation,
+                duration,
+                tag,
+            });
             node_state.waiting.set(now, node_state.ready.len() as u64);
         }
     }
@@ -1143,7 +1487,13 @@ impl<M: Message> Core<M> {
                 let epoch = state.epoch;
                 self.queue.push(
                     now + work.duration,
-                    Event::WorkDone { node, epoch, process: work.process, incarnation: work.incarnation, tag: work.tag },
+                    Event::WorkDone {
+                        node,
+                        epoch,
+                        process: work.process,
+                        incarnation: work.incarnation,
+                        tag: work.tag,
+                    },
                 );
             }
             None => {
@@ -1153,19 +1503,39 @@ impl<M: Message> Core<M> {
         }
     }
 
-    pub(crate) fn acquire(&mut self, process: ProcessId, node: NodeId, resource: ResourceId, tag: u64) -> Acquire {
+    pub(crate) fn acquire(
+        &mut self,
+        process: ProcessId,
+        node: NodeId,
+        resource: ResourceId,
+        tag: u64,
+    ) -> Acquire {
         let now = self.now;
         let incarnation = self.processes[process.index()].incarnation;
         let state = &mut self.resources[resource.index()];
-        assert_eq!(state.node, node, "{process} on {node} asked for {resource}, which lives on {}", state.node);
+        assert_eq!(
+            state.node, node,
+            "{process} on {node} asked for {resource}, which lives on {}",
+            state.node
+        );
         if state.in_use < state.config.capacity {
             state.in_use += 1;
             state.holding.set(now, u64::from(state.in_use));
             return Acquire::Granted;
         }
-        if state.config.queue_max.is_some_and(|max| state.waiters.len() >= max as usize) {
+        if state
+            .config
+            .queue_max
+            .is_some_and(|max| state.waiters.len() >= max as usize)
+        {
             state.rejected += 1;
-            self.tracer.emit(now, TraceEvent::ResourceRejected { process, resource: resource.0 });
+            self.tracer.emit(
+                now,
+                TraceEvent::ResourceRejected {
+                    process,
+                    resource: resource.0,
+                },
+            );
             return Acquire::Rejected;
         }
         state.waiters.push_back((process, incarnation, tag));
@@ -1177,13 +1547,24 @@ impl<M: Message> Core<M> {
         let now = self.now;
         let state = &mut self.resources[resource.index()];
         assert_eq!(state.node, node, "{resource} released from the wrong node");
-        assert!(state.in_use > 0, "{resource} released more often than acquired");
+        assert!(
+            state.in_use > 0,
+            "{resource} released more often than acquired"
+        );
         match state.waiters.pop_front() {
             // The unit passes straight to the next waiter, which learns of
             // it through an event so that handlers never nest.
             Some((process, incarnation, tag)) => {
                 state.waiting.set(now, state.waiters.len() as u64);
-                self.queue.push(now, Event::Granted { resource, process, incarnation, tag });
+                self.queue.push(
+                    now,
+                    Event::Granted {
+                        resource,
+                        process,
+                        incarnation,
+                        tag,
+                    },
+                );
             }
             None => {
                 state.in_use -= 1;
@@ -1198,6 +1579,16 @@ impl<M: Message> Core<M> {
         let mark = state.storage.mark();
         let delay = state.config.fsync.sample(&mut state.fsync_stream);
         let epoch = state.epoch;
-        self.queue.push(self.now + delay, Event::Synced { node, epoch, process, incarnation, tag, mark });
+        self.queue.push(
+            self.now + delay,
+            Event::Synced {
+                node,
+                epoch,
+                process,
+                incarnation,
+                tag,
+                mark,
+            },
+        );
     }
 }

@@ -3,9 +3,9 @@
 
 use sim::trace::{DropReason, MemorySink, TraceEvent};
 use sim::{
-    Acquire, ClockConfig, Ctx, Dist, Fault, FaultSchedule, LinkConfig, Mailbox, Message, NodeConfig,
-    NodeId, Process, ProcessId, ResourceConfig, ResourceId, Seed, Sim, SimConfig, SimDuration,
-    SimTime, TimerId,
+    Acquire, ClockConfig, Ctx, Dist, Fault, FaultSchedule, LinkConfig, Mailbox, Message,
+    NodeConfig, NodeId, Process, ProcessId, ResourceConfig, ResourceId, Seed, Sim, SimConfig,
+    SimDuration, SimTime, TimerId,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -85,7 +85,9 @@ impl Process<Msg> for Talker {
 fn world(nodes: u32) -> (Sim<Msg>, Vec<NodeId>) {
     let mut sim = Sim::new(SimConfig::new(Seed(1)));
     sim.set_default_link(LinkConfig::constant(ms(1)));
-    let ids = (0..nodes).map(|i| sim.add_node(NodeConfig::new(format!("n{i}")))).collect();
+    let ids = (0..nodes)
+        .map(|i| sim.add_node(NodeConfig::new(format!("n{i}"))))
+        .collect();
     (sim, ids)
 }
 
@@ -93,13 +95,20 @@ fn world(nodes: u32) -> (Sim<Msg>, Vec<NodeId>) {
 fn partition_isolates_then_heals_and_the_report_counts_what_it_dropped() {
     let (mut sim, nodes) = world(2);
     let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 10 });
+    sim.spawn(nodes[0], "talker", move || Talker {
+        to: receiver,
+        sent: 0,
+        count: 10,
+    });
     // Talker sends at 10, 20, ..., 100 ms; the partition covers 35..75 ms,
     // so the sends at 40, 50, 60 and 70 ms are dropped.
     sim.schedule_faults(&FaultSchedule::new().window(
         at_ms(35),
         at_ms(75),
-        Fault::Partition { side_a: vec![nodes[0]], side_b: vec![nodes[1]] },
+        Fault::Partition {
+            side_a: vec![nodes[0]],
+            side_b: vec![nodes[1]],
+        },
     ));
     sim.run();
     let got: Vec<u64> = sim
@@ -125,9 +134,13 @@ fn a_oneway_partition_drops_only_one_direction() {
     let (mut sim, nodes) = world(2);
     let a = sim.spawn(nodes[0], "a", Recorder::default);
     let b = sim.spawn(nodes[1], "b", Recorder::default);
-    sim.schedule_faults(
-        &FaultSchedule::new().at(SimTime::ZERO, Fault::PartitionOneway { from: vec![nodes[0]], to: vec![nodes[1]] }),
-    );
+    sim.schedule_faults(&FaultSchedule::new().at(
+        SimTime::ZERO,
+        Fault::PartitionOneway {
+            from: vec![nodes[0]],
+            to: vec![nodes[1]],
+        },
+    ));
     sim.run();
     // Injected messages do not cross the network; use a process to send.
     struct Once(ProcessId);
@@ -140,8 +153,18 @@ fn a_oneway_partition_drops_only_one_direction() {
     sim.spawn(nodes[0], "a-sender", move || Once(b));
     sim.spawn(nodes[1], "b-sender", move || Once(a));
     sim.run();
-    assert!(sim.process_state::<Recorder>(b).unwrap().received.is_empty(), "n0 -> n1 is blocked");
-    assert_eq!(sim.process_state::<Recorder>(a).unwrap().received.len(), 1, "n1 -> n0 flows");
+    assert!(
+        sim.process_state::<Recorder>(b)
+            .unwrap()
+            .received
+            .is_empty(),
+        "n0 -> n1 is blocked"
+    );
+    assert_eq!(
+        sim.process_state::<Recorder>(a).unwrap().received.len(),
+        1,
+        "n1 -> n0 flows"
+    );
 }
 
 /// Keeps a counter in memory and logs every increment; recovers the count
@@ -160,7 +183,7 @@ impl Process<Msg> for Counter {
     fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, _from: ProcessId, _message: Msg) {
         self.count += 1;
         ctx.append("counter", self.count.to_le_bytes().to_vec());
-        if self.count % 2 == 0 {
+        if self.count.is_multiple_of(2) {
             ctx.sync(self.count);
         }
     }
@@ -173,13 +196,18 @@ fn a_crash_loses_volatile_state_and_unsynced_writes_and_restart_recovers_from_th
     for i in 0..5 {
         sim.post(at_ms(i), counter, Msg::Hello(i));
     }
-    sim.schedule_faults(
-        &FaultSchedule::new().window(at_ms(10), at_ms(20), Fault::CrashNode { node: nodes[0] }),
-    );
+    sim.schedule_faults(&FaultSchedule::new().window(
+        at_ms(10),
+        at_ms(20),
+        Fault::CrashNode { node: nodes[0] },
+    ));
     // A message arriving while the node is down is lost.
     sim.post(at_ms(15), counter, Msg::Hello(99));
     sim.run_until(at_ms(12));
-    assert!(sim.process_state::<Counter>(counter).is_none(), "no state survives a crash");
+    assert!(
+        sim.process_state::<Counter>(counter).is_none(),
+        "no state survives a crash"
+    );
     assert!(!sim.process(counter).alive);
     sim.run();
     let state = sim.process_state::<Counter>(counter).unwrap();
@@ -189,7 +217,10 @@ fn a_crash_loses_volatile_state_and_unsynced_writes_and_restart_recovers_from_th
     let fired = sim.fired_faults();
     assert_eq!(fired[0].touched.writes_lost, 1);
     assert_eq!(fired[0].touched.processes_stopped, 1);
-    assert_eq!(fired[0].touched.messages_dropped, 1, "the message to the down node");
+    assert_eq!(
+        fired[0].touched.messages_dropped, 1,
+        "the message to the down node"
+    );
     assert_eq!(fired[1].touched.processes_restarted, 1);
 }
 
@@ -227,16 +258,34 @@ impl Process<Msg> for Sleeper {
 #[test]
 fn timers_follow_the_local_clock_through_drift_and_steps() {
     let mut sim: Sim<Msg> = Sim::new(SimConfig::new(Seed(1)));
-    let fast = sim.add_node(NodeConfig::new("fast").clock(ClockConfig { offset_ns: 0, drift_ppm: 1000.0 }));
+    let fast = sim.add_node(NodeConfig::new("fast").clock(ClockConfig {
+        offset_ns: 0,
+        drift_ppm: 1000.0,
+    }));
     let stepped = sim.add_node(NodeConfig::new("stepped"));
-    let a = sim.spawn(fast, "a", || Sleeper { after: SimDuration::from_secs(10), fired_at: None });
-    let b = sim.spawn(stepped, "b", || Sleeper { after: SimDuration::from_secs(10), fired_at: None });
+    let a = sim.spawn(fast, "a", || Sleeper {
+        after: SimDuration::from_secs(10),
+        fired_at: None,
+    });
+    let b = sim.spawn(stepped, "b", || Sleeper {
+        after: SimDuration::from_secs(10),
+        fired_at: None,
+    });
     // Stepping b's clock back by 2 s at t = 1 s delays its timer by 2 s.
-    sim.schedule_faults(&FaultSchedule::new().at(at_ms(1000), Fault::StepClock { node: stepped, delta_ns: -2_000_000_000 }));
+    sim.schedule_faults(&FaultSchedule::new().at(
+        at_ms(1000),
+        Fault::StepClock {
+            node: stepped,
+            delta_ns: -2_000_000_000,
+        },
+    ));
     sim.run_until(SimTime::from_nanos(9_990_100_000));
     // A 1000 ppm clock runs 1.001 times as fast: its 10 s timer fires at
     // 10 s / 1.001 = 9.99001 s of global time, almost 10 ms early.
-    assert_eq!(sim.process_state::<Sleeper>(a).unwrap().fired_at, Some(10_000_000_000));
+    assert_eq!(
+        sim.process_state::<Sleeper>(a).unwrap().fired_at,
+        Some(10_000_000_000)
+    );
     assert!(sim.process_state::<Sleeper>(b).unwrap().fired_at.is_none());
     sim.run_until(SimTime::from_nanos(11_999_999_999));
     assert!(sim.process_state::<Sleeper>(b).unwrap().fired_at.is_none());
@@ -248,7 +297,10 @@ fn timers_follow_the_local_clock_through_drift_and_steps() {
 #[test]
 fn a_crash_cancels_pending_timers() {
     let (mut sim, nodes) = world(1);
-    let sleeper = sim.spawn(nodes[0], "s", || Sleeper { after: ms(50), fired_at: None });
+    let sleeper = sim.spawn(nodes[0], "s", || Sleeper {
+        after: ms(50),
+        fired_at: None,
+    });
     sim.schedule_faults(&FaultSchedule::new().at(at_ms(10), Fault::CrashNode { node: nodes[0] }));
     sim.run();
     assert_eq!(sim.stats().timers_fired, 0);
@@ -275,15 +327,26 @@ impl Process<Msg> for Worker {
 #[test]
 fn a_bounded_mailbox_drops_arrivals_when_full() {
     let (mut sim, nodes) = world(1);
-    let worker = sim.spawn_with(nodes[0], "w", Mailbox::Sequential { capacity: Some(2) }, || {
-        Box::new(Worker { work: ms(10), done: Vec::new() })
-    });
+    let worker = sim.spawn_with(
+        nodes[0],
+        "w",
+        Mailbox::Sequential { capacity: Some(2) },
+        || {
+            Box::new(Worker {
+                work: ms(10),
+                done: Vec::new(),
+            })
+        },
+    );
     // Five at once: one in service, two wait, two are dropped.
     for i in 0..5 {
         sim.post(SimTime::ZERO, worker, Msg::Hello(i));
     }
     sim.run();
-    assert_eq!(sim.process_state::<Worker>(worker).unwrap().done, vec![0, 1, 2]);
+    assert_eq!(
+        sim.process_state::<Worker>(worker).unwrap().done,
+        vec![0, 1, 2]
+    );
     assert_eq!(sim.stats().messages_dropped, 2);
     assert_eq!(sim.now(), at_ms(30), "one at a time, 10 ms each");
 }
@@ -292,7 +355,10 @@ fn a_bounded_mailbox_drops_arrivals_when_full() {
 fn cores_are_a_queueing_station() {
     let mut sim: Sim<Msg> = Sim::new(SimConfig::new(Seed(1)));
     let node = sim.add_node(NodeConfig::new("two-cores").cores(2));
-    let worker = sim.spawn(node, "w", || Worker { work: ms(10), done: Vec::new() });
+    let worker = sim.spawn(node, "w", || Worker {
+        work: ms(10),
+        done: Vec::new(),
+    });
     for i in 0..4 {
         sim.post(SimTime::ZERO, worker, Msg::Hello(i));
     }
@@ -302,7 +368,10 @@ fn cores_are_a_queueing_station() {
     sim.run();
     assert_eq!(sim.now(), at_ms(20), "two waves of two");
     let view = sim.node(node);
-    assert!((view.utilisation - 1.0).abs() < 1e-9, "both cores busy all along");
+    assert!(
+        (view.utilisation - 1.0).abs() < 1e-9,
+        "both cores busy all along"
+    );
     // Two jobs waited 10 ms each over 20 ms: mean ready queue 1.
     assert!((view.mean_ready_queue - 1.0).abs() < 1e-9);
 }
@@ -339,7 +408,14 @@ impl Process<Msg> for BlockingCaller {
 #[test]
 fn a_blocking_call_holds_its_thread_until_the_reply() {
     let (mut sim, nodes) = world(2);
-    let pool = sim.add_resource(nodes[0], ResourceConfig { name: "threads".into(), capacity: 2, queue_max: Some(1) });
+    let pool = sim.add_resource(
+        nodes[0],
+        ResourceConfig {
+            name: "threads".into(),
+            capacity: 2,
+            queue_max: Some(1),
+        },
+    );
     let backend = sim.spawn(nodes[1], "backend", Recorder::default);
     let caller = sim.spawn(nodes[0], "caller", move || BlockingCaller {
         pool,
@@ -354,7 +430,10 @@ fn a_blocking_call_holds_its_thread_until_the_reply() {
     let state = sim.process_state::<BlockingCaller>(caller).unwrap();
     // Two threads: requests 0 and 1 go at once (2 ms round trip), 2 waits
     // for a thread, 3 is rejected because the wait line holds one.
-    assert_eq!(state.replies, vec![(0, 2_000_000), (1, 2_000_000), (2, 4_000_000)]);
+    assert_eq!(
+        state.replies,
+        vec![(0, 2_000_000), (1, 2_000_000), (2, 4_000_000)]
+    );
     assert_eq!(state.waiting, vec![2]);
     let view = sim.resource(pool);
     assert_eq!((view.in_use, view.rejected), (0, 1));
@@ -371,14 +450,24 @@ fn loss_and_duplication_happen_at_their_configured_rates() {
         reorder_window: SimDuration::ZERO,
     });
     let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 20_000 });
+    sim.spawn(nodes[0], "talker", move || Talker {
+        to: receiver,
+        sent: 0,
+        count: 20_000,
+    });
     sim.run();
     let stats = sim.stats();
     let lost = stats.messages_dropped as f64 / 20_000.0;
     let duplicated = stats.messages_duplicated as f64 / 20_000.0;
     assert!((lost - 0.1).abs() < 0.01, "loss rate {lost}");
-    assert!((duplicated - 0.18).abs() < 0.01, "duplication applies to the 90% not lost: {duplicated}");
-    assert_eq!(stats.messages_delivered, 20_000 - stats.messages_dropped + stats.messages_duplicated);
+    assert!(
+        (duplicated - 0.18).abs() < 0.01,
+        "duplication applies to the 90% not lost: {duplicated}"
+    );
+    assert_eq!(
+        stats.messages_delivered,
+        20_000 - stats.messages_dropped + stats.messages_duplicated
+    );
 }
 
 #[test]
@@ -399,14 +488,25 @@ fn the_trace_carries_lamport_and_vector_clocks() {
     let records = &sink.borrow().records;
     let delivered_reply = records
         .iter()
-        .find(|r| matches!(&r.event, TraceEvent::MessageDelivered { label: "Reply", .. }))
+        .find(|r| {
+            matches!(
+                &r.event,
+                TraceEvent::MessageDelivered { label: "Reply", .. }
+            )
+        })
         .unwrap();
     let clock = delivered_reply.vector_clock.as_ref().unwrap();
     // The client's reply delivery has seen the server's send of the reply.
     assert!(clock[&server.0] >= 2 && clock[&client.0] >= 2, "{clock:?}");
     assert!(delivered_reply.lamport.unwrap() > 2);
     assert!(records.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
-    assert!(records.iter().all(|r| !matches!(r.event, TraceEvent::MessageDropped { reason: DropReason::Loss, .. })));
+    assert!(records.iter().all(|r| !matches!(
+        r.event,
+        TraceEvent::MessageDropped {
+            reason: DropReason::Loss,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -417,9 +517,81 @@ fn the_trace_hash_does_not_depend_on_whether_a_sink_is_attached() {
             sim.set_trace_sink(Box::new(MemorySink::default()));
         }
         let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-        sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 50 });
+        sim.spawn(nodes[0], "talker", move || Talker {
+            to: receiver,
+            sent: 0,
+            count: 50,
+        });
         sim.run();
         sim.trace_hash()
     };
     assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn stepping_shows_upcoming_events_in_firing_order() {
+    let (mut sim, nodes) = world(2);
+    let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
+    sim.spawn(nodes[0], "talker", move || Talker {
+        to: receiver,
+        sent: 0,
+        count: 2,
+    });
+    sim.schedule_faults(&FaultSchedule::new().at(at_ms(15), Fault::CrashNode { node: nodes[1] }));
+    // Two start events come first, then the talker's timer, then the fault.
+    let upcoming = sim.upcoming_events(10);
+    let kinds: Vec<&str> = upcoming.iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, vec!["start", "start", "fault"]);
+    sim.step();
+    sim.step();
+    let upcoming = sim.upcoming_events(10);
+    assert_eq!(upcoming[0].kind, "timer");
+    assert_eq!(upcoming[0].time, at_ms(10));
+    assert_eq!(upcoming[1].detail, "crash n1");
+    sim.step();
+    assert_eq!(sim.now(), at_ms(10));
+    let upcoming = sim.upcoming_events(1);
+    assert_eq!(
+        (upcoming[0].kind, upcoming[0].detail.as_str()),
+        ("deliver", "Hello")
+    );
+}
+
+#[test]
+fn first_divergence_points_at_the_first_differing_record() {
+    use sim::trace::first_divergence;
+    let record = |label: &'static str| {
+        let (mut sim, nodes) = world(2);
+        let sink = Rc::new(RefCell::new(MemorySink::default()));
+        sim.set_trace_sink(Box::new(sink.clone()));
+        let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
+        sim.spawn(nodes[0], "talker", move || Talker {
+            to: receiver,
+            sent: 0,
+            count: 3,
+        });
+        sim.run_until(at_ms(25));
+        sim.post(
+            at_ms(25),
+            receiver,
+            if label == "a" {
+                Msg::Hello(1)
+            } else {
+                Msg::Hello(2)
+            },
+        );
+        sim.run();
+        let records = sink.borrow().records.clone();
+        records
+    };
+    let a = record("a");
+    let b = record("b");
+    assert_eq!(first_divergence(&a, &a), None);
+    let index = first_divergence(&a, &b).expect("the posted messages differ");
+    assert!(
+        matches!(a[index].event, TraceEvent::MessageSent { .. }),
+        "{:?}",
+        a[index].event
+    );
+    assert_eq!(first_divergence(&a, &a[..a.len() - 1]), Some(a.len() - 1));
 }
