@@ -60,7 +60,8 @@ impl Process<Msg> for Peer {
                 Acquire::Rejected => ctx.record("RequestRejected", id),
             },
             Msg::Reply { id } => {
-                if let Some(position) = self.pending.iter().position(|(pending, _)| *pending == id) {
+                if let Some(position) = self.pending.iter().position(|(pending, _)| *pending == id)
+                {
                     let (_, timer) = self.pending.swap_remove(position);
                     ctx.cancel_timer(timer);
                     ctx.record("ReplyReceived", id);
@@ -133,7 +134,10 @@ fn run_world(seed: u64, faults: bool) -> (TraceHash, usize, u64) {
     let peers: Vec<ProcessId> = (0..NODES * 2).map(ProcessId).collect();
     for (index, _) in peers.iter().enumerate() {
         let node = nodes[index % nodes.len()];
-        let pool = sim.add_resource(node, ResourceConfig { name: format!("pool{index}"), capacity: 2, queue_max: Some(4) });
+        let pool = sim.add_resource(
+            node,
+            ResourceConfig { name: format!("pool{index}"), capacity: 2, queue_max: Some(4) },
+        );
         let peers = peers.clone();
         sim.spawn(node, format!("peer{index}"), move || Peer {
             peers: peers.clone(),
@@ -176,9 +180,11 @@ proptest! {
 /// is sensitive, not constant.
 #[test]
 fn different_seeds_and_fault_mixes_give_different_hashes() {
-    let hashes: std::collections::BTreeSet<TraceHash> = (0..8).map(|seed| run_world(seed, false).0).collect();
+    let hashes: std::collections::BTreeSet<TraceHash> =
+        (0..8).map(|seed| run_world(seed, false).0).collect();
     assert_eq!(hashes.len(), 8);
-    let with_faults = (0..8).filter(|seed| run_world(*seed, true).0 != run_world(*seed, false).0).count();
+    let with_faults =
+        (0..8).filter(|seed| run_world(*seed, true).0 != run_world(*seed, false).0).count();
     assert!(with_faults >= 7, "faults left the run unchanged for {} of 8 seeds", 8 - with_faults);
 }
 

@@ -25,7 +25,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Source files of the crates that run inside a simulation.
 fn in_run_sources() -> Vec<PathBuf> {
-    ["sim/src", "scenarios/src", "lessons/src"].iter().flat_map(|dir| rust_files(&workspace_root().join(dir))).collect()
+    ["sim/src", "scenarios/src", "lessons/src"]
+        .iter()
+        .flat_map(|dir| rust_files(&workspace_root().join(dir)))
+        .collect()
 }
 
 /// The engine depends on nothing else in the workspace (the architecture's
@@ -83,7 +86,8 @@ fn no_wall_clock_entropy_threads_or_hash_maps_inside_a_run() {
 /// library, so results are identical on every machine.
 #[test]
 fn sampling_uses_libm_not_std_float_functions() {
-    let std_calls = [".ln()", ".exp()", ".powf(", ".log(", ".sin()", ".cos()", ".ln_1p()", ".exp_m1()"];
+    let std_calls =
+        [".ln()", ".exp()", ".powf(", ".log(", ".sin()", ".cos()", ".ln_1p()", ".exp_m1()"];
     let mut hits = Vec::new();
     for file in rust_files(&workspace_root().join("sim/src")) {
         let text = fs::read_to_string(&file).unwrap();

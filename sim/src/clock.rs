@@ -23,10 +23,7 @@ pub struct LocalTime(pub i64);
 impl LocalTime {
     /// The reading `duration` later on the same clock.
     pub fn plus(self, duration: SimDuration) -> LocalTime {
-        LocalTime(
-            self.0
-                .saturating_add(i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)),
-        )
+        LocalTime(self.0.saturating_add(i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)))
     }
     /// Nanoseconds.
     pub fn as_nanos(self) -> i64 {
@@ -59,10 +56,7 @@ pub const DRIFT_PPM_MAX: f64 = 1_000.0;
 
 impl ClockConfig {
     /// A perfect clock.
-    pub const PERFECT: ClockConfig = ClockConfig {
-        offset_ns: 0,
-        drift_ppm: 0.0,
-    };
+    pub const PERFECT: ClockConfig = ClockConfig { offset_ns: 0, drift_ppm: 0.0 };
 
     /// Checks the drift is finite and within [`DRIFT_PPM_MAX`].
     pub fn validate(&self) -> Result<(), String> {
@@ -146,10 +140,7 @@ mod tests {
 
     #[test]
     fn offset_and_drift_show_in_readings() {
-        let clock = Clock::new(ClockConfig {
-            offset_ns: -300_000_000,
-            drift_ppm: 100.0,
-        });
+        let clock = Clock::new(ClockConfig { offset_ns: -300_000_000, drift_ppm: 100.0 });
         // After 10 s a 100 ppm clock has gained 1 ms, on top of its offset.
         let reading = clock.read(SimTime::from_nanos(10_000_000_000));
         assert_eq!(reading, LocalTime(10_000_000_000 - 300_000_000 + 1_000_000));

@@ -194,11 +194,7 @@ impl Dist {
 
     /// `slow` with probability `slow_probability`, `fast` otherwise.
     pub fn bimodal(fast: Dist, slow: Dist, slow_probability: f64) -> Dist {
-        Dist::Bimodal {
-            fast: Box::new(fast),
-            slow: Box::new(slow),
-            slow_probability,
-        }
+        Dist::Bimodal { fast: Box::new(fast), slow: Box::new(slow), slow_probability }
     }
 
     /// Draws one duration from `stream`.
@@ -233,11 +229,7 @@ impl Dist {
                 // it; the support starts at `min`, so keep it there exactly.
                 SimDuration::from_nanos_f64(nanos(*min) / divisor).max(*min)
             }
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => {
+            Dist::Bimodal { fast, slow, slow_probability } => {
                 // `chance` draws nothing when the probability is zero, so an
                 // unused slow mode costs no randomness.
                 if stream.chance(*slow_probability) {
@@ -269,11 +261,9 @@ impl Dist {
                     f64::INFINITY
                 }
             }
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => mix(*slow_probability, fast.mean_nanos(), slow.mean_nanos()),
+            Dist::Bimodal { fast, slow, slow_probability } => {
+                mix(*slow_probability, fast.mean_nanos(), slow.mean_nanos())
+            }
         }
     }
 
@@ -305,15 +295,9 @@ impl Dist {
                     f64::INFINITY
                 }
             }
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => mix(
-                *slow_probability,
-                fast.second_moment_nanos2(),
-                slow.second_moment_nanos2(),
-            ),
+            Dist::Bimodal { fast, slow, slow_probability } => {
+                mix(*slow_probability, fast.second_moment_nanos2(), slow.second_moment_nanos2())
+            }
         }
     }
 
@@ -361,11 +345,7 @@ impl Dist {
                 }
                 Ok(())
             }
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => {
+            Dist::Bimodal { fast, slow, slow_probability } => {
                 // The range check is written so that NaN fails it.
                 if !(0.0..=1.0).contains(slow_probability) {
                     return Err(DistError::new(
@@ -409,14 +389,9 @@ impl fmt::Display for Dist {
             Dist::LogNormal { mean, cv } => write!(f, "mean={mean}, cv={cv}")?,
             Dist::Exponential { mean } => write!(f, "mean={mean}")?,
             Dist::Pareto { min, shape } => write!(f, "min={min}, shape={shape}")?,
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => write!(
-                f,
-                "fast={fast}, slow={slow}, slow_probability={slow_probability}"
-            )?,
+            Dist::Bimodal { fast, slow, slow_probability } => {
+                write!(f, "fast={fast}, slow={slow}, slow_probability={slow_probability}")?
+            }
         }
         write!(f, ")")
     }
@@ -439,11 +414,7 @@ impl DistError {
 
 impl fmt::Display for DistError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} = {}: expected {}",
-            self.field, self.value, self.expected
-        )
+        write!(f, "{} = {}: expected {}", self.field, self.value, self.expected)
     }
 }
 
@@ -580,10 +551,7 @@ mod tests {
         let count = DRAWS as f64;
         let (mean, second) = (sum / count, sum_squares / count);
         let (mean_theory, second_theory) = (dist.mean_nanos(), dist.second_moment_nanos2());
-        assert!(
-            mean_theory.is_finite() && second_theory.is_finite(),
-            "{dist}"
-        );
+        assert!(mean_theory.is_finite() && second_theory.is_finite(), "{dist}");
 
         let variance = second_theory - mean_theory * mean_theory;
         check_close(dist, "mean", mean, mean_theory, variance);
@@ -635,15 +603,9 @@ mod tests {
                     f64::INFINITY
                 }
             }
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => mix(
-                *slow_probability,
-                fourth_moment_nanos4(fast),
-                fourth_moment_nanos4(slow),
-            ),
+            Dist::Bimodal { fast, slow, slow_probability } => {
+                mix(*slow_probability, fourth_moment_nanos4(fast), fourth_moment_nanos4(slow))
+            }
         }
     }
 
@@ -671,11 +633,7 @@ mod tests {
             Dist::pareto(ms(1), 3.0),
             Dist::pareto(ms(1), 6.0),
             Dist::bimodal(Dist::exponential(ms(1)), Dist::constant(ms(50)), 0.05),
-            Dist::bimodal(
-                Dist::uniform(ms(1), ms(2)),
-                Dist::lognormal(ms(20), 0.3),
-                0.3,
-            ),
+            Dist::bimodal(Dist::uniform(ms(1), ms(2)), Dist::lognormal(ms(20), 0.3), 0.3),
         ];
         for (seed, dist) in cases.iter().enumerate() {
             assert_eq!(dist.validate("case"), Ok(()));
@@ -701,9 +659,8 @@ mod tests {
         let variance_truncated = sigma * sigma * (1.0 + alpha * lambda - lambda * lambda);
 
         let mut stream = Stream::new(Seed(11), Purpose::Model(0));
-        let samples: Vec<f64> = (0..DRAWS)
-            .map(|_| dist.sample(&mut stream).as_nanos() as f64)
-            .collect();
+        let samples: Vec<f64> =
+            (0..DRAWS).map(|_| dist.sample(&mut stream).as_nanos() as f64).collect();
         let zeros = samples.iter().filter(|&&x| x == 0.0).count();
         let mean = samples.iter().sum::<f64>() / DRAWS as f64;
         check_close(&dist, "mean", mean, mean_truncated, variance_truncated);
@@ -777,18 +734,9 @@ mod tests {
         // once in three.
         let cases: [(Dist, [u64; 3]); 7] = [
             (Dist::constant(ms(5)), [5_000_000, 5_000_000, 5_000_000]),
-            (
-                Dist::uniform(ms(1), ms(3)),
-                [2_752_789, 2_365_482, 1_673_332],
-            ),
-            (
-                Dist::normal(ms(10), ms(2)),
-                [9_578_635, 7_056_965, 9_475_588],
-            ),
-            (
-                Dist::lognormal(ms(5), 0.5),
-                [4_048_489, 2_231_669, 3_951_143],
-            ),
+            (Dist::uniform(ms(1), ms(3)), [2_752_789, 2_365_482, 1_673_332]),
+            (Dist::normal(ms(10), ms(2)), [9_578_635, 7_056_965, 9_475_588]),
+            (Dist::lognormal(ms(5), 0.5), [4_048_489, 2_231_669, 3_951_143]),
             (Dist::exponential(ms(5)), [659_697, 1_908_200, 5_443_315]),
             (Dist::pareto(ms(1), 1.5), [1_091_944, 1_289_722, 2_066_333]),
             (
@@ -834,11 +782,7 @@ mod tests {
                 .prop_map(|(min, shape)| Dist::pareto(min.max(ns(1)), shape)),
         ];
         leaf.prop_recursive(3, 8, 2, |inner| {
-            (
-                inner.clone(),
-                inner,
-                prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0],
-            )
+            (inner.clone(), inner, prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0])
                 .prop_map(|(fast, slow, p)| Dist::bimodal(fast, slow, p))
         })
     }
@@ -858,11 +802,7 @@ mod tests {
             }
             Dist::Exponential { mean } => (0.0, nanos(*mean) * EXPONENTIAL_UNIT_MAX),
             Dist::Pareto { min, shape } => (nanos(*min), nanos(*min) * libm::exp2(53.0 / shape)),
-            Dist::Bimodal {
-                fast,
-                slow,
-                slow_probability,
-            } => {
+            Dist::Bimodal { fast, slow, slow_probability } => {
                 let (fast, slow) = (support(fast), support(slow));
                 if *slow_probability <= 0.0 {
                     fast
@@ -956,12 +896,8 @@ mod tests {
             Dist::lognormal(ms(5), f64::INFINITY),
             "latency.cv = inf: expected a finite number >= 0",
         );
-        for (shape, text) in [
-            (0.0, "0"),
-            (-1.5, "-1.5"),
-            (f64::NAN, "NaN"),
-            (f64::INFINITY, "inf"),
-        ] {
+        for (shape, text) in [(0.0, "0"), (-1.5, "-1.5"), (f64::NAN, "NaN"), (f64::INFINITY, "inf")]
+        {
             check_invalid(
                 Dist::pareto(ms(1), shape),
                 &format!("latency.shape = {text}: expected a finite number > 0"),
@@ -1023,18 +959,9 @@ mod tests {
             "bimodal(fast=log_normal(mean=2ms, cv=0.5), slow=pareto(min=10ms, shape=1.5), \
              slow_probability=0.01)"
         );
-        assert_eq!(
-            Dist::exponential(ms(5)).to_string(),
-            "exponential(mean=5ms)"
-        );
-        assert_eq!(
-            Dist::uniform(ns(500), ms(1)).to_string(),
-            "uniform(min=500ns, max=1ms)"
-        );
-        assert_eq!(
-            Dist::normal(ms(10), ms(2)).to_string(),
-            "normal(mean=10ms, stddev=2ms)"
-        );
+        assert_eq!(Dist::exponential(ms(5)).to_string(), "exponential(mean=5ms)");
+        assert_eq!(Dist::uniform(ns(500), ms(1)).to_string(), "uniform(min=500ns, max=1ms)");
+        assert_eq!(Dist::normal(ms(10), ms(2)).to_string(), "normal(mean=10ms, stddev=2ms)");
         assert_eq!(Dist::constant(ms(1)).to_string(), "constant(value=1ms)");
     }
 
@@ -1043,11 +970,7 @@ mod tests {
         // Goal: the serde tag and name() agree for every variant, and a
         // distribution survives a round trip unchanged.
         let mut all = one_of_each();
-        all.push(Dist::bimodal(
-            one_of_each().remove(3),
-            one_of_each().remove(5),
-            0.2,
-        ));
+        all.push(Dist::bimodal(one_of_each().remove(3), one_of_each().remove(5), 0.2));
         for dist in all {
             let json = serde_json::to_value(&dist).unwrap();
             assert_eq!(json["kind"], dist.name(), "{json}");

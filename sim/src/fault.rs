@@ -94,11 +94,7 @@ impl fmt::Display for Fault {
             Fault::Heal { partition } => write!(f, "heal partition #{partition}"),
             Fault::HealAll => write!(f, "heal all partitions"),
             Fault::DegradeLink { from, to, link } => {
-                write!(
-                    f,
-                    "degrade {from}->{to} (latency {}, loss {})",
-                    link.latency, link.loss
-                )
+                write!(f, "degrade {from}->{to} (latency {}, loss {})", link.latency, link.loss)
             }
             Fault::RestoreLink { from, to } => write!(f, "restore {from}->{to}"),
             Fault::StepClock { node, delta_ns } => {
@@ -154,23 +150,18 @@ impl FaultSchedule {
     /// restoration, a clock step by the opposite step. Faults that cannot be
     /// undone are added alone.
     pub fn window(mut self, from: SimTime, until: SimTime, fault: Fault) -> FaultSchedule {
-        assert!(
-            from <= until,
-            "a fault window must not end before it starts"
-        );
+        assert!(from <= until, "a fault window must not end before it starts");
         let undo = match &fault {
             Fault::CrashNode { node } => Some(Fault::RestartNode { node: *node }),
-            Fault::Partition { .. } | Fault::PartitionOneway { .. } => Some(Fault::Heal {
-                partition: self.faults.len() as u32,
-            }),
-            Fault::DegradeLink { from, to, .. } => Some(Fault::RestoreLink {
-                from: *from,
-                to: *to,
-            }),
-            Fault::StepClock { node, delta_ns } => Some(Fault::StepClock {
-                node: *node,
-                delta_ns: -*delta_ns,
-            }),
+            Fault::Partition { .. } | Fault::PartitionOneway { .. } => {
+                Some(Fault::Heal { partition: self.faults.len() as u32 })
+            }
+            Fault::DegradeLink { from, to, .. } => {
+                Some(Fault::RestoreLink { from: *from, to: *to })
+            }
+            Fault::StepClock { node, delta_ns } => {
+                Some(Fault::StepClock { node: *node, delta_ns: -*delta_ns })
+            }
             Fault::RestartNode { .. }
             | Fault::Heal { .. }
             | Fault::HealAll
@@ -200,10 +191,7 @@ impl FaultSchedule {
                 Fault::CrashNode { node }
                 | Fault::RestartNode { node }
                 | Fault::StepClock { node, .. } => check(index, *node)?,
-                Fault::Partition {
-                    side_a: a,
-                    side_b: b,
-                }
+                Fault::Partition { side_a: a, side_b: b }
                 | Fault::PartitionOneway { from: a, to: b } => {
                     if a.is_empty() || b.is_empty() {
                         return Err(format!(
@@ -337,10 +325,7 @@ impl FaultMix {
         let window = |stream: &mut Stream| {
             let start = stream.below(duration / 10 * 8 + 1);
             let length = 1 + stream.below(duration / 5 + 1);
-            (
-                SimTime::from_nanos(start),
-                SimTime::from_nanos((start + length).min(duration)),
-            )
+            (SimTime::from_nanos(start), SimTime::from_nanos((start + length).min(duration)))
         };
         let node_count = config.nodes.len() as u64;
         let pick = |stream: &mut Stream| config.nodes[stream.below(node_count) as usize];
@@ -348,11 +333,7 @@ impl FaultMix {
             let mut a = Vec::new();
             let mut b = Vec::new();
             for node in &config.nodes {
-                if stream.chance(0.5) {
-                    a.push(*node)
-                } else {
-                    b.push(*node)
-                }
+                if stream.chance(0.5) { a.push(*node) } else { b.push(*node) }
             }
             if a.is_empty() {
                 a.push(b.pop().expect("nodes is not empty"));
@@ -367,13 +348,8 @@ impl FaultMix {
         if mix.crashes {
             for _ in 0..count(&mut stream) {
                 let (from, until) = window(&mut stream);
-                schedule = schedule.window(
-                    from,
-                    until,
-                    Fault::CrashNode {
-                        node: pick(&mut stream),
-                    },
-                );
+                schedule =
+                    schedule.window(from, until, Fault::CrashNode { node: pick(&mut stream) });
             }
         }
         if mix.partitions && node_count > 1 {
@@ -390,10 +366,7 @@ impl FaultMix {
                 schedule = schedule.window(
                     from,
                     until,
-                    Fault::PartitionOneway {
-                        from: sources,
-                        to: targets,
-                    },
+                    Fault::PartitionOneway { from: sources, to: targets },
                 );
             }
         }
@@ -412,11 +385,7 @@ impl FaultMix {
                 schedule = schedule.window(
                     from,
                     until,
-                    Fault::DegradeLink {
-                        from: source,
-                        to: target,
-                        link,
-                    },
+                    Fault::DegradeLink { from: source, to: target, link },
                 );
             }
         }
@@ -426,18 +395,11 @@ impl FaultMix {
                 // Up to one second either way: large enough to reorder
                 // wall-clock stamps, small against typical run lengths.
                 let magnitude = 1 + stream.below(1_000_000_000) as i64;
-                let delta_ns = if stream.chance(0.5) {
-                    magnitude
-                } else {
-                    -magnitude
-                };
+                let delta_ns = if stream.chance(0.5) { magnitude } else { -magnitude };
                 schedule = schedule.window(
                     from,
                     until,
-                    Fault::StepClock {
-                        node: pick(&mut stream),
-                        delta_ns,
-                    },
+                    Fault::StepClock { node: pick(&mut stream), delta_ns },
                 );
             }
         }
@@ -476,15 +438,9 @@ mod tests {
             .window(
                 SimTime::from_nanos(3),
                 SimTime::from_nanos(4),
-                Fault::Partition {
-                    side_a: vec![NodeId(0)],
-                    side_b: vec![NodeId(1)],
-                },
+                Fault::Partition { side_a: vec![NodeId(0)], side_b: vec![NodeId(1)] },
             );
-        assert_eq!(
-            schedule.faults[1].fault,
-            Fault::RestartNode { node: NodeId(1) }
-        );
+        assert_eq!(schedule.faults[1].fault, Fault::RestartNode { node: NodeId(1) });
         assert_eq!(schedule.faults[3].fault, Fault::Heal { partition: 2 });
         assert_eq!(schedule.validate(2), Ok(()));
         assert!(schedule.validate(1).unwrap_err().contains("does not exist"));
@@ -498,18 +454,10 @@ mod tests {
             per_kind_max: 3,
             slow_latency: Dist::constant(SimDuration::from_millis(100)),
         };
-        assert_eq!(
-            FaultMix::draw(Seed(5), &config),
-            FaultMix::draw(Seed(5), &config)
-        );
-        let kinds: std::collections::BTreeSet<Vec<&str>> = (0..32)
-            .map(|seed| FaultMix::draw(Seed(seed), &config).kinds())
-            .collect();
-        assert!(
-            kinds.len() > 8,
-            "32 seeds should give many different mixes, got {}",
-            kinds.len()
-        );
+        assert_eq!(FaultMix::draw(Seed(5), &config), FaultMix::draw(Seed(5), &config));
+        let kinds: std::collections::BTreeSet<Vec<&str>> =
+            (0..32).map(|seed| FaultMix::draw(Seed(seed), &config).kinds()).collect();
+        assert!(kinds.len() > 8, "32 seeds should give many different mixes, got {}", kinds.len());
         for seed in 0..32 {
             let mix = FaultMix::draw(Seed(seed), &config);
             assert_eq!(mix.schedule.validate(4), Ok(()), "seed {seed}");

@@ -52,8 +52,8 @@ pub use process::{Acquire, Ctx, Mailbox, Message, Process};
 pub use rng::{Purpose, Seed, Stream};
 pub use storage::Storage;
 pub use time::{SimDuration, SimTime};
-pub use trace::{TraceEvent, TraceHash, TraceSink};
+pub use trace::{Component, TraceEvent, TraceHash, TraceSink};
 pub use world::{
-    EngineStats, LinkView, NodeConfig, NodeView, PendingView, ProcessView, ResourceConfig,
-    ResourceView, RunOutcome, Sim, SimConfig,
+    DEAD_LETTERS_KEPT, DeadLetter, EngineStats, LinkView, NodeConfig, NodeView, PendingView,
+    ProcessStatus, ProcessView, ResourceConfig, ResourceView, RunOutcome, Sim, SimConfig,
 };

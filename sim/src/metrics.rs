@@ -61,10 +61,7 @@ pub struct Bucket {
 impl Metrics {
     /// Empty metrics whose series use buckets of `interval`.
     pub fn new(interval: SimDuration) -> Metrics {
-        assert!(
-            interval > SimDuration::ZERO,
-            "metrics interval must be positive"
-        );
+        assert!(interval > SimDuration::ZERO, "metrics interval must be positive");
         Metrics {
             interval,
             counters: BTreeMap::new(),
@@ -241,10 +238,7 @@ impl TimeWeighted {
 
     /// The time average within each interval so far.
     pub fn interval_means(&self) -> Vec<f64> {
-        self.per_interval
-            .iter()
-            .map(|area| *area as f64 / self.interval_ns as f64)
-            .collect()
+        self.per_interval.iter().map(|area| *area as f64 / self.interval_ns as f64).collect()
     }
 }
 
@@ -286,14 +280,6 @@ mod tests {
         let series = metrics.series("lag").unwrap();
         assert_eq!(series.buckets.len(), 3);
         assert_eq!(series.buckets[1].count, 0);
-        assert_eq!(
-            series.buckets[2],
-            Bucket {
-                count: 2,
-                sum: 6.0,
-                min: 1.0,
-                max: 5.0
-            }
-        );
+        assert_eq!(series.buckets[2], Bucket { count: 2, sum: 6.0, min: 1.0, max: 5.0 });
     }
 }

@@ -51,14 +51,10 @@ impl LinkConfig {
     /// Checks every probability is in `[0, 1]` and the latency is valid;
     /// errors name the field under `field`.
     pub fn validate(&self, field: &str) -> Result<(), String> {
-        self.latency
-            .validate(&format!("{field}.latency"))
-            .map_err(|error| error.to_string())?;
-        for (name, value) in [
-            ("loss", self.loss),
-            ("duplicate", self.duplicate),
-            ("reorder", self.reorder),
-        ] {
+        self.latency.validate(&format!("{field}.latency")).map_err(|error| error.to_string())?;
+        for (name, value) in
+            [("loss", self.loss), ("duplicate", self.duplicate), ("reorder", self.reorder)]
+        {
             if !(0.0..=1.0).contains(&value) {
                 return Err(format!(
                     "{field}.{name} = {value}: expected a probability between 0 and 1"
@@ -78,10 +74,7 @@ pub(crate) enum Fate {
     Partitioned { fault: u32 },
     /// Arrives after `delay`; if `copy_delay` is set, a duplicate arrives
     /// after that delay too.
-    Delivered {
-        delay: SimDuration,
-        copy_delay: Option<SimDuration>,
-    },
+    Delivered { delay: SimDuration, copy_delay: Option<SimDuration> },
 }
 
 /// Traffic blocked from one set of nodes to another by one fault.
@@ -166,10 +159,7 @@ impl Network {
         if self.partitions.is_empty() || from == to {
             return None;
         }
-        self.partitions
-            .iter()
-            .find(|p| p.blocks(from, to))
-            .map(|p| p.fault)
+        self.partitions.iter().find(|p| p.blocks(from, to)).map(|p| p.fault)
     }
 
     /// Whether any partition blocks `from` → `to` now.
@@ -194,11 +184,8 @@ impl Network {
             let window = link.reorder_window.as_nanos();
             delay = delay + SimDuration::from_nanos(stream.below(window.saturating_add(1)));
         }
-        let copy_delay = if stream.chance(link.duplicate) {
-            Some(link.latency.sample(stream))
-        } else {
-            None
-        };
+        let copy_delay =
+            if stream.chance(link.duplicate) { Some(link.latency.sample(stream)) } else { None };
         Fate::Delivered { delay, copy_delay }
     }
 
@@ -209,12 +196,7 @@ impl Network {
         to: Vec<NodeId>,
         symmetric: bool,
     ) {
-        self.partitions.push(ActivePartition {
-            fault,
-            from,
-            to,
-            symmetric,
-        });
+        self.partitions.push(ActivePartition { fault, from, to, symmetric });
     }
 
     /// Ends the partitions started by `fault`; returns whether one was active.

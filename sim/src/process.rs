@@ -42,7 +42,8 @@ use crate::clock::LocalTime;
 use crate::ids::{NodeId, ProcessId, ResourceId, TimerId};
 use crate::rng::Stream;
 use crate::time::SimDuration;
-use crate::world::Core;
+use crate::trace::{Component, TraceEvent};
+use crate::world::{Control, Core};
 use std::any::Any;
 
 /// What processes send each other. `Clone` because the network can
@@ -82,6 +83,15 @@ pub trait Process<M: Message>: Any {
     /// Called when a resource this process queued for becomes its own.
     fn on_granted(&mut self, ctx: &mut Ctx<'_, M>, resource: ResourceId, tag: u64) {
         let _ = (ctx, resource, tag);
+    }
+    /// Called on a supervisor when a child it supervises (see
+    /// [`crate::Sim::supervise`]) fails with [`Ctx::fail`]. The child is
+    /// suspended until this handler decides with [`Ctx::resume`],
+    /// [`Ctx::restart`] or [`Ctx::stop`]; to escalate, the supervisor fails
+    /// itself. The default restarts the child: let it crash.
+    fn on_child_failed(&mut self, ctx: &mut Ctx<'_, M>, child: ProcessId, reason: &'static str) {
+        let _ = reason;
+        ctx.restart(child);
     }
     /// Called when a [`Ctx::sync`] completes: earlier appends are durable.
     fn on_synced(&mut self, ctx: &mut Ctx<'_, M>, tag: u64) {
@@ -188,9 +198,7 @@ impl<M: Message> Ctx<'_, M> {
     /// Appends a record to a log in the node's storage. It survives a crash
     /// only once a later [`Ctx::sync`] has completed.
     pub fn append(&mut self, log: &str, record: Vec<u8>) {
-        self.core.nodes[self.node.index()]
-            .storage
-            .append(log, record);
+        self.core.nodes[self.node.index()].storage.append(log, record);
     }
 
     /// The records of a log on this node, synced or not (what the process
@@ -203,6 +211,37 @@ impl<M: Message> Ctx<'_, M> {
     /// latency; [`Process::on_synced`] follows with `tag`.
     pub fn sync(&mut self, tag: u64) {
         self.core.sync(self.me, self.node, tag);
+    }
+
+    /// Fails this process: it stops handling events when this handler
+    /// returns, and its supervisor decides what happens next (with no
+    /// supervisor, it is stopped). The failing message is not redelivered.
+    pub fn fail(&mut self, reason: &'static str) {
+        self.core.controls.push(Control::Fail { process: self.me, reason });
+    }
+
+    /// Restarts `process` with fresh state from its factory, keeping its
+    /// mailbox (a supervisor's decision; works on suspended, running and
+    /// stopped processes, not on ones whose node is down).
+    pub fn restart(&mut self, process: ProcessId) {
+        self.core.controls.push(Control::Restart { process });
+    }
+
+    /// Stops `process` for good; what waits in its mailbox, and everything
+    /// sent to it later, becomes dead letters.
+    pub fn stop(&mut self, process: ProcessId) {
+        self.core.controls.push(Control::Stop { process });
+    }
+
+    /// Resumes a suspended `process` with its state as it was.
+    pub fn resume(&mut self, process: ProcessId) {
+        self.core.controls.push(Control::Resume { process });
+    }
+
+    /// Reports what a building block did, as a trace event of its own kind.
+    pub fn trace(&mut self, component: Component, kind: &'static str, key: u64, value: i64) {
+        let event = TraceEvent::Component { process: self.me, component, kind, key, value };
+        self.core.trace(event);
     }
 
     /// Adds `amount` to a named counter.

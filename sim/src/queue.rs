@@ -63,9 +63,8 @@ impl<E> EventQueue<E> {
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
         let Reverse(key) = self.heap.pop()?;
-        let event = self.slab[key.slot as usize]
-            .take()
-            .expect("queue slot holds its event until popped");
+        let event =
+            self.slab[key.slot as usize].take().expect("queue slot holds its event until popped");
         self.free.push(key.slot);
         Some((key.time, event))
     }
@@ -91,9 +90,7 @@ impl<E> EventQueue<E> {
     /// `(time, seq)` to get firing order).
     pub fn pending(&self) -> impl Iterator<Item = (SimTime, u64, &E)> {
         self.heap.iter().filter_map(|Reverse(key)| {
-            self.slab[key.slot as usize]
-                .as_ref()
-                .map(|event| (key.time, key.seq, event))
+            self.slab[key.slot as usize].as_ref().map(|event| (key.time, key.seq, event))
         })
     }
 }

@@ -30,13 +30,7 @@ impl Storage {
         match self.logs.get_mut(log) {
             Some(existing) => existing.records.push(record),
             None => {
-                self.logs.insert(
-                    log.to_string(),
-                    Log {
-                        records: vec![record],
-                        synced: 0,
-                    },
-                );
+                self.logs.insert(log.to_string(), Log { records: vec![record], synced: 0 });
             }
         }
     }
@@ -53,10 +47,7 @@ impl Storage {
 
     /// Records written but not yet durable, over all logs.
     pub fn unsynced_count(&self) -> usize {
-        self.logs
-            .values()
-            .map(|log| log.records.len() - log.synced)
-            .sum()
+        self.logs.values().map(|log| log.records.len() - log.synced).sum()
     }
 
     /// Names of the logs, in order.
@@ -110,11 +101,7 @@ mod tests {
         storage.append("orders", b"c".to_vec());
         storage.complete(&mark);
         assert_eq!(storage.synced_len("orders"), 2);
-        assert_eq!(
-            storage.read("orders").len(),
-            3,
-            "unsynced writes are readable"
-        );
+        assert_eq!(storage.read("orders").len(), 3, "unsynced writes are readable");
         assert_eq!(storage.crash(), 1);
         assert_eq!(storage.read("orders"), &[b"a".to_vec(), b"b".to_vec()]);
     }

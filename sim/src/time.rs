@@ -43,10 +43,7 @@ impl SimTime {
     /// The span from `earlier` to `self`; panics if `earlier` is later,
     /// because time never runs backwards on the global timeline.
     pub fn since(self, earlier: SimTime) -> SimDuration {
-        assert!(
-            earlier.0 <= self.0,
-            "time went backwards: {earlier} > {self}"
-        );
+        assert!(earlier.0 <= self.0, "time went backwards: {earlier} > {self}");
         SimDuration(self.0 - earlier.0)
     }
     /// `self + duration`, saturating at [`SimTime::MAX`].
@@ -182,9 +179,7 @@ pub fn parse_duration(text: &str) -> Result<SimDuration, String> {
         "ms" => 1e6,
         "s" => 1e9,
         _ => {
-            return Err(format!(
-                "`{text}` has unknown unit `{unit}`; use ns, us, ms or s"
-            ));
+            return Err(format!("`{text}` has unknown unit `{unit}`; use ns, us, ms or s"));
         }
     };
     let nanos = value * scale;

@@ -44,6 +44,8 @@ pub enum DropReason {
     MailboxFull,
     /// The destination does not exist (a dead letter).
     UnknownProcess,
+    /// The destination was stopped by supervision (a dead letter).
+    Stopped,
 }
 
 impl DropReason {
@@ -54,6 +56,7 @@ impl DropReason {
             DropReason::NodeDown => 3,
             DropReason::MailboxFull => 4,
             DropReason::UnknownProcess => 5,
+            DropReason::Stopped => 6,
         }
     }
 }
@@ -202,6 +205,38 @@ pub enum TraceEvent {
         /// The resource's index.
         resource: u32,
     },
+    /// A process failed ([`crate::Ctx::fail`]) and was suspended for its
+    /// supervisor to decide.
+    ProcessFailed {
+        /// The process.
+        process: ProcessId,
+        /// Why, in the process's words.
+        reason: &'static str,
+    },
+    /// A suspended process was resumed with its state kept.
+    ProcessResumed {
+        /// The process.
+        process: ProcessId,
+    },
+    /// A process was stopped for good; its mailbox became dead letters.
+    ProcessStopped {
+        /// The process.
+        process: ProcessId,
+    },
+    /// A building block (breaker, supervisor, broker, ...) did something
+    /// worth seeing: a state transition, a retry, a rejection.
+    Component {
+        /// The process hosting the building block.
+        process: ProcessId,
+        /// Which kind of building block.
+        component: Component,
+        /// What happened, e.g. `opened`, `retry_scheduled`.
+        kind: &'static str,
+        /// What it is about, e.g. a call or an aggregate id.
+        key: u64,
+        /// A number that goes with it, e.g. an attempt or an epoch.
+        value: i64,
+    },
     /// A process recorded a domain event (a fact of the modelled business).
     DomainEvent {
         /// The process.
@@ -236,6 +271,10 @@ impl TraceEvent {
             TraceEvent::ClockStepped { .. } => 16,
             TraceEvent::ResourceRejected { .. } => 17,
             TraceEvent::DomainEvent { .. } => 18,
+            TraceEvent::ProcessFailed { .. } => 19,
+            TraceEvent::ProcessResumed { .. } => 20,
+            TraceEvent::ProcessStopped { .. } => 21,
+            TraceEvent::Component { .. } => 22,
         }
     }
 
@@ -248,7 +287,11 @@ impl TraceEvent {
             | TraceEvent::TimerFired { process, .. }
             | TraceEvent::WorkCompleted { process, .. }
             | TraceEvent::ResourceRejected { process, .. }
-            | TraceEvent::DomainEvent { process, .. } => Some(*process),
+            | TraceEvent::DomainEvent { process, .. }
+            | TraceEvent::ProcessFailed { process, .. }
+            | TraceEvent::ProcessResumed { process }
+            | TraceEvent::ProcessStopped { process }
+            | TraceEvent::Component { process, .. } => Some(*process),
             // A message posted from outside has no acting process.
             TraceEvent::MessageSent { from, .. } => {
                 (*from != crate::ids::EXTERNAL).then_some(*from)
@@ -267,59 +310,32 @@ impl TraceEvent {
                 hash.word(u64::from(node.0));
                 hash.word(fnv1a(name));
             }
-            TraceEvent::ProcessSpawned {
-                process,
-                node,
-                name,
-            } => {
+            TraceEvent::ProcessSpawned { process, node, name } => {
                 hash.word(u64::from(process.0));
                 hash.word(u64::from(node.0));
                 hash.word(fnv1a(name));
             }
-            TraceEvent::ProcessStarted {
-                process,
-                incarnation,
-            } => {
+            TraceEvent::ProcessStarted { process, incarnation } => {
                 hash.word(u64::from(process.0));
                 hash.word(u64::from(*incarnation));
             }
-            TraceEvent::MessageSent {
-                message_id,
-                from,
-                to,
-                label: _,
-                digest,
-            } => {
+            TraceEvent::MessageSent { message_id, from, to, label: _, digest } => {
                 // The label is not folded: the digest covers content, and a
                 // label is a pure function of the content.
                 hash.word(*message_id);
                 hash.word(pair(*from, *to));
                 hash.word(*digest);
             }
-            TraceEvent::MessageDelivered {
-                message_id,
-                from,
-                to,
-                label: _,
-            } => {
+            TraceEvent::MessageDelivered { message_id, from, to, label: _ } => {
                 hash.word(*message_id);
                 hash.word(pair(*from, *to));
             }
-            TraceEvent::MessageDropped {
-                message_id,
-                from,
-                to,
-                label: _,
-                reason,
-            } => {
+            TraceEvent::MessageDropped { message_id, from, to, label: _, reason } => {
                 hash.word(*message_id);
                 hash.word(pair(*from, *to));
                 hash.word(reason.code());
             }
-            TraceEvent::MessageDuplicated {
-                message_id,
-                copy_id,
-            } => {
+            TraceEvent::MessageDuplicated { message_id, copy_id } => {
                 hash.word(*message_id);
                 hash.word(*copy_id);
             }
@@ -328,22 +344,13 @@ impl TraceEvent {
                 hash.word(u64::from(process.0));
                 hash.word(*tag);
             }
-            TraceEvent::NodeCrashed {
-                node,
-                processes_stopped,
-                writes_lost,
-            } => {
+            TraceEvent::NodeCrashed { node, processes_stopped, writes_lost } => {
                 hash.word(u64::from(node.0));
                 hash.word(u64::from(*processes_stopped));
                 hash.word(u64::from(*writes_lost));
             }
             TraceEvent::NodeRestarted { node } => hash.word(u64::from(node.0)),
-            TraceEvent::PartitionStarted {
-                fault,
-                from,
-                to,
-                symmetric,
-            } => {
+            TraceEvent::PartitionStarted { fault, from, to, symmetric } => {
                 hash.word(u64::from(*fault));
                 hash.word(u64::from(*symmetric));
                 for node in from.iter().chain(to) {
@@ -362,14 +369,24 @@ impl TraceEvent {
                 hash.word(u64::from(process.0));
                 hash.word(u64::from(*resource));
             }
-            TraceEvent::DomainEvent {
-                process,
-                label,
-                key,
-            } => {
+            TraceEvent::DomainEvent { process, label, key } => {
                 hash.word(u64::from(process.0));
                 hash.word(fnv1a(label));
                 hash.word(*key);
+            }
+            TraceEvent::ProcessFailed { process, reason } => {
+                hash.word(u64::from(process.0));
+                hash.word(fnv1a(reason));
+            }
+            TraceEvent::ProcessResumed { process } | TraceEvent::ProcessStopped { process } => {
+                hash.word(u64::from(process.0));
+            }
+            TraceEvent::Component { process, component, kind, key, value } => {
+                hash.word(u64::from(process.0));
+                hash.word(*component as u64);
+                hash.word(fnv1a(kind));
+                hash.word(*key);
+                hash.word(*value as u64);
             }
         }
     }
@@ -378,6 +395,43 @@ impl TraceEvent {
 #[inline]
 fn pair(from: ProcessId, to: ProcessId) -> u64 {
     (u64::from(from.0) << 32) | u64::from(to.0)
+}
+
+/// The kinds of building block that report in the trace (see `sim::kit`).
+/// The core only names them; their logic lives above it. Discriminants are
+/// part of the trace hash: append, never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Component {
+    /// Deadlines, retries with backoff, idempotency.
+    Retry = 1,
+    /// Circuit breaker.
+    Breaker = 2,
+    /// Bulkhead.
+    Bulkhead = 3,
+    /// Bounded queues, demand signals, load shedding.
+    Backpressure = 4,
+    /// Supervision trees.
+    Supervisor = 5,
+    /// Service registry and failure detection.
+    Discovery = 6,
+    /// Load balancing and sticky routing.
+    Routing = 7,
+    /// Event logs, snapshots, replay.
+    Persistence = 8,
+    /// Active-passive replication, failover, fencing.
+    Replication = 9,
+    /// Pub/sub broker.
+    Broker = 10,
+    /// CQRS projections.
+    Projection = 11,
+    /// Sagas (process managers).
+    Saga = 12,
+    /// Two-phase commit.
+    TwoPhaseCommit = 13,
+    /// Logical clocks and CRDTs.
+    Crdt = 14,
 }
 
 /// FNV-1a, 64-bit: folds a label into one word.
@@ -428,9 +482,7 @@ pub struct TraceHasher {
 
 impl Default for TraceHasher {
     fn default() -> TraceHasher {
-        TraceHasher {
-            state: 0x243F_6A88_85A3_08D3,
-        }
+        TraceHasher { state: 0x243F_6A88_85A3_08D3 }
     }
 }
 
@@ -502,10 +554,7 @@ pub struct JsonLinesSink<W: io::Write> {
 impl<W: io::Write> JsonLinesSink<W> {
     /// A sink writing to `writer` (wrap files in a `BufWriter`).
     pub fn new(writer: W) -> JsonLinesSink<W> {
-        JsonLinesSink {
-            writer,
-            error: None,
-        }
+        JsonLinesSink { writer, error: None }
     }
 }
 
@@ -570,12 +619,10 @@ impl TraceSink for MemorySink {
 /// identical hash differently.
 pub fn first_divergence(left: &[OwnedRecord], right: &[OwnedRecord]) -> Option<usize> {
     let common = left.len().min(right.len());
-    (0..common)
-        .find(|&index| left[index] != right[index])
-        .or_else(|| {
-            // One trace went on longer: the divergence is where the shorter ended.
-            (left.len() != right.len()).then_some(common)
-        })
+    (0..common).find(|&index| left[index] != right[index]).or_else(|| {
+        // One trace went on longer: the divergence is where the shorter ended.
+        (left.len() != right.len()).then_some(common)
+    })
 }
 
 /// Shares one sink between the simulation and its owner, so a test can read
@@ -647,13 +694,7 @@ impl Tracer {
 impl CausalClocks {
     fn observe(&mut self, seq: u64, time: SimTime, event: &TraceEvent, sink: &mut dyn TraceSink) {
         let Some(actor) = event.actor() else {
-            sink.record(&TraceRecord {
-                seq,
-                time,
-                lamport: None,
-                vector_clock: None,
-                event,
-            });
+            sink.record(&TraceRecord { seq, time, lamport: None, vector_clock: None, event });
             return;
         };
         let index = actor.index();
@@ -675,10 +716,8 @@ impl CausalClocks {
         *self.vector[index].entry(actor.0).or_insert(0) += 1;
         match event {
             TraceEvent::MessageSent { message_id, .. } => {
-                self.in_flight.insert(
-                    *message_id,
-                    (self.lamport[index], self.vector[index].clone()),
-                );
+                self.in_flight
+                    .insert(*message_id, (self.lamport[index], self.vector[index].clone()));
             }
             TraceEvent::MessageDelivered { message_id, .. } => {
                 // A duplicate copy has its own id; the original's clocks stay
@@ -735,16 +774,10 @@ mod tests {
     #[test]
     fn hash_of_a_known_sequence_is_stable() {
         let mut hasher = TraceHasher::default();
-        hasher.event(
-            SimTime::from_nanos(5),
-            &TraceEvent::NodeRestarted { node: NodeId(1) },
-        );
+        hasher.event(SimTime::from_nanos(5), &TraceEvent::NodeRestarted { node: NodeId(1) });
         hasher.event(
             SimTime::from_nanos(9),
-            &TraceEvent::TimerFired {
-                process: ProcessId(2),
-                tag: 7,
-            },
+            &TraceEvent::TimerFired { process: ProcessId(2), tag: 7 },
         );
         assert_eq!(hasher.finish().to_string(), "fef1967424d895a0");
     }

@@ -128,6 +128,8 @@ pub struct EngineStats {
     pub work_completed: u64,
     /// Trace events emitted (and hashed).
     pub trace_events: u64,
+    /// Messages addressed to stopped or unknown processes.
+    pub dead_letters: u64,
 }
 
 /// The deterministic simulation of one world.
@@ -163,6 +165,8 @@ pub(crate) struct Core<M: Message> {
     next_message_id: u64,
     stats: EngineStats,
     config: SimConfig,
+    pub(crate) controls: Vec<Control>,
+    dead_letters: Vec<DeadLetter>,
 }
 
 pub(crate) struct NodeState {
@@ -189,10 +193,58 @@ struct Work {
     tag: u64,
 }
 
+/// Where a process is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessStatus {
+    /// Handling events.
+    Running,
+    /// Failed ([`Ctx::fail`]) and waiting for its supervisor's decision;
+    /// messages that arrive meanwhile wait in its mailbox.
+    Suspended,
+    /// Stopped for good (by its supervisor, or failed with none); messages
+    /// to it become dead letters.
+    Stopped,
+    /// Its node is down; it starts again when the node restarts.
+    Down,
+}
+
+/// A message that could not be delivered to anyone: its addressee was
+/// stopped or never existed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// When it was given up.
+    pub time: SimTime,
+    /// The message.
+    pub message_id: u64,
+    /// The sender.
+    pub from: ProcessId,
+    /// The addressee.
+    pub to: ProcessId,
+    /// The message's label.
+    pub label: &'static str,
+}
+
+/// How many dead letters are kept for inspection; later ones are only
+/// counted ([`EngineStats::dead_letters`]), so a storm cannot grow memory
+/// without bound.
+pub const DEAD_LETTERS_KEPT: usize = 10_000;
+
+/// A supervision action a handler asked for, applied when it returns
+/// (process instances live outside the core, so a handler cannot swap
+/// them itself).
+pub(crate) enum Control {
+    Fail { process: ProcessId, reason: &'static str },
+    Restart { process: ProcessId },
+    Stop { process: ProcessId },
+    Resume { process: ProcessId },
+}
+
 pub(crate) struct ProcessState<M> {
     name: String,
     node: NodeId,
-    alive: bool,
+    status: ProcessStatus,
+    supervisor: Option<ProcessId>,
     incarnation: u32,
     pub(crate) stream: Stream,
     mailbox: Mailbox,
@@ -267,6 +319,12 @@ enum Event<M> {
     Fault {
         index: u32,
     },
+    ChildFailed {
+        supervisor: ProcessId,
+        incarnation: u32,
+        child: ProcessId,
+        reason: &'static str,
+    },
 }
 
 /// A node as seen from outside: plain data for views and tests.
@@ -311,8 +369,10 @@ pub struct ProcessView {
     pub name: String,
     /// Its host.
     pub node: NodeId,
-    /// Whether it is running (its node is up).
+    /// Whether it is running.
     pub alive: bool,
+    /// Where it is in its life.
+    pub status: ProcessStatus,
     /// How many times it was (re)started, minus one.
     pub incarnation: u32,
     /// Messages waiting in its mailbox.
@@ -393,6 +453,8 @@ impl<M: Message> Sim<M> {
                 next_message_id: 0,
                 stats: EngineStats::default(),
                 config,
+                controls: Vec::new(),
+                dead_letters: Vec::new(),
             },
             slots: Vec::new(),
         }
@@ -431,20 +493,12 @@ impl<M: Message> Sim<M> {
 
     /// Adds a node; ids are given out in order from `n0`.
     pub fn add_node(&mut self, config: NodeConfig) -> NodeId {
-        assert!(
-            config.cores > 0,
-            "node {} needs at least one core",
-            config.name
-        );
+        assert!(config.cores > 0, "node {} needs at least one core", config.name);
         let id = NodeId(u32::try_from(self.core.nodes.len()).expect("fewer than 2^32 nodes"));
         let interval = self.core.config.metrics_interval;
-        self.core.tracer.emit(
-            self.core.now,
-            TraceEvent::NodeAdded {
-                node: id,
-                name: config.name.clone(),
-            },
-        );
+        self.core
+            .tracer
+            .emit(self.core.now, TraceEvent::NodeAdded { node: id, name: config.name.clone() });
         self.core.nodes.push(NodeState {
             clock: Clock::new(config.clock),
             fsync_stream: Stream::new(self.core.config.seed, Purpose::Model(0x4000_0000 | id.0)),
@@ -464,15 +518,8 @@ impl<M: Message> Sim<M> {
 
     /// Adds a pool on `node`.
     pub fn add_resource(&mut self, node: NodeId, config: ResourceConfig) -> ResourceId {
-        assert!(
-            config.capacity > 0,
-            "resource {} needs a capacity",
-            config.name
-        );
-        assert!(
-            node.index() < self.core.nodes.len(),
-            "resource on unknown node {node}"
-        );
+        assert!(config.capacity > 0, "resource {} needs a capacity", config.name);
+        assert!(node.index() < self.core.nodes.len(), "resource on unknown node {node}");
         let id = ResourceId(self.core.resources.len() as u32);
         let interval = self.core.config.metrics_interval;
         self.core.resources.push(ResourceState {
@@ -506,29 +553,21 @@ impl<M: Message> Sim<M> {
         mailbox: Mailbox,
         mut factory: impl FnMut() -> Box<dyn Process<M>> + 'static,
     ) -> ProcessId {
-        assert!(
-            node.index() < self.core.nodes.len(),
-            "process on unknown node {node}"
-        );
+        assert!(node.index() < self.core.nodes.len(), "process on unknown node {node}");
         let id =
             ProcessId(u32::try_from(self.core.processes.len()).expect("fewer than 2^32 processes"));
         assert!(id != EXTERNAL, "too many processes");
         let name = name.into();
         let core = &mut self.core;
-        core.tracer.emit(
-            core.now,
-            TraceEvent::ProcessSpawned {
-                process: id,
-                node,
-                name: name.clone(),
-            },
-        );
+        core.tracer
+            .emit(core.now, TraceEvent::ProcessSpawned { process: id, node, name: name.clone() });
         let up = core.nodes[node.index()].up;
         core.nodes[node.index()].processes.push(id);
         core.processes.push(ProcessState {
             name,
             node,
-            alive: up,
+            status: if up { ProcessStatus::Running } else { ProcessStatus::Down },
+            supervisor: None,
             incarnation: 0,
             stream: Stream::new(core.config.seed, Purpose::Process(id.0)),
             mailbox,
@@ -537,18 +576,9 @@ impl<M: Message> Sim<M> {
             work_outstanding: 0,
         });
         let instance = if up { Some(factory()) } else { None };
-        self.slots.push(Slot {
-            instance,
-            factory: Box::new(factory),
-        });
+        self.slots.push(Slot { instance, factory: Box::new(factory) });
         if up {
-            core.queue.push(
-                core.now,
-                Event::Start {
-                    process: id,
-                    incarnation: 0,
-                },
-            );
+            core.queue.push(core.now, Event::Start { process: id, incarnation: 0 });
         }
         id
     }
@@ -571,17 +601,7 @@ impl<M: Message> Sim<M> {
                 digest: message.digest(),
             },
         );
-        core.queue.push(
-            at,
-            Event::Deliver(
-                Envelope {
-                    from: EXTERNAL,
-                    message_id,
-                    message,
-                },
-                to,
-            ),
-        );
+        core.queue.push(at, Event::Deliver(Envelope { from: EXTERNAL, message_id, message }, to));
     }
 
     /// Schedules every fault of `schedule` (replacing none already added).
@@ -594,10 +614,7 @@ impl<M: Message> Sim<M> {
                 *partition += base;
             }
             let index = self.core.faults.len() as u32;
-            assert!(
-                scheduled.at >= self.core.now,
-                "fault #{index} is in the past"
-            );
+            assert!(scheduled.at >= self.core.now, "fault #{index} is in the past");
             self.core.queue.push(scheduled.at, Event::Fault { index });
             self.core.faults.push(scheduled);
             self.core.fired_index.push(None);
@@ -607,10 +624,7 @@ impl<M: Message> Sim<M> {
     /// Applies one fault now, outside any schedule (from a UI or a test).
     pub fn inject_fault(&mut self, fault: Fault) {
         let index = self.core.faults.len() as u32;
-        self.core.faults.push(crate::fault::ScheduledFault {
-            at: self.core.now,
-            fault,
-        });
+        self.core.faults.push(crate::fault::ScheduledFault { at: self.core.now, fault });
         self.core.fired_index.push(None);
         self.apply_fault(index);
     }
@@ -667,27 +681,18 @@ impl<M: Message> Sim<M> {
 
     fn apply(&mut self, event: Event<M>) {
         match event {
-            Event::Start {
-                process,
-                incarnation,
-            } => {
+            Event::Start { process, incarnation } => {
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
-                self.core.tracer.emit(
-                    self.core.now,
-                    TraceEvent::ProcessStarted {
-                        process,
-                        incarnation,
-                    },
-                );
+                self.core
+                    .tracer
+                    .emit(self.core.now, TraceEvent::ProcessStarted { process, incarnation });
                 self.with_process(process, |instance, ctx| instance.on_start(ctx));
+                self.core.schedule_drain(process);
             }
             Event::Deliver(envelope, to) => self.deliver(envelope, to),
-            Event::Dispatch {
-                process,
-                incarnation,
-            } => {
+            Event::Dispatch { process, incarnation } => {
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
@@ -696,6 +701,13 @@ impl<M: Message> Sim<M> {
                     return;
                 }
                 if let Some(envelope) = state.queued.pop_front() {
+                    if !state.queued.is_empty() && state.mailbox == Mailbox::Immediate {
+                        // An immediate process drains its backlog one
+                        // event at a time, so other events can interleave.
+                        self.core
+                            .queue
+                            .push(self.core.now, Event::Dispatch { process, incarnation });
+                    }
                     self.dispatch(envelope, process);
                 }
             }
@@ -704,30 +716,18 @@ impl<M: Message> Sim<M> {
                 if !timer.active || timer.schedule_key != schedule_key {
                     return;
                 }
-                let (process, incarnation, tag, generation) = (
-                    timer.process,
-                    timer.incarnation,
-                    timer.tag,
-                    timer.generation,
-                );
+                let (process, incarnation, tag, generation) =
+                    (timer.process, timer.incarnation, timer.tag, timer.generation);
                 self.core.free_timer(slot);
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
                 self.core.stats.timers_fired += 1;
-                self.core
-                    .tracer
-                    .emit(self.core.now, TraceEvent::TimerFired { process, tag });
+                self.core.tracer.emit(self.core.now, TraceEvent::TimerFired { process, tag });
                 let id = TimerId { slot, generation };
                 self.with_process(process, |instance, ctx| instance.on_timer(ctx, id, tag));
             }
-            Event::WorkDone {
-                node,
-                epoch,
-                process,
-                incarnation,
-                tag,
-            } => {
+            Event::WorkDone { node, epoch, process, incarnation, tag } => {
                 if self.core.nodes[node.index()].epoch != epoch {
                     return;
                 }
@@ -737,35 +737,19 @@ impl<M: Message> Sim<M> {
                 }
                 self.core.stats.work_completed += 1;
                 self.core.processes[process.index()].work_outstanding -= 1;
-                self.core
-                    .tracer
-                    .emit(self.core.now, TraceEvent::WorkCompleted { process, tag });
+                self.core.tracer.emit(self.core.now, TraceEvent::WorkCompleted { process, tag });
                 self.with_process(process, |instance, ctx| instance.on_work_done(ctx, tag));
             }
-            Event::Granted {
-                resource,
-                process,
-                incarnation,
-                tag,
-            } => {
+            Event::Granted { resource, process, incarnation, tag } => {
                 if !self.core.is_current(process, incarnation) {
                     // The waiter died holding the grant: pass the unit on.
                     let node = self.core.resources[resource.index()].node;
                     self.core.release(node, resource);
                     return;
                 }
-                self.with_process(process, |instance, ctx| {
-                    instance.on_granted(ctx, resource, tag)
-                });
+                self.with_process(process, |instance, ctx| instance.on_granted(ctx, resource, tag));
             }
-            Event::Synced {
-                node,
-                epoch,
-                process,
-                incarnation,
-                tag,
-                mark,
-            } => {
+            Event::Synced { node, epoch, process, incarnation, tag, mark } => {
                 let state = &mut self.core.nodes[node.index()];
                 if state.epoch != epoch {
                     return;
@@ -777,6 +761,16 @@ impl<M: Message> Sim<M> {
                 self.with_process(process, |instance, ctx| instance.on_synced(ctx, tag));
             }
             Event::Fault { index } => self.apply_fault(index),
+            Event::ChildFailed { supervisor, incarnation, child, reason } => {
+                if !self.core.is_current(supervisor, incarnation) {
+                    // Nobody left to decide: the child stays down.
+                    self.stop_process(child);
+                    return;
+                }
+                self.with_process(supervisor, |instance, ctx| {
+                    instance.on_child_failed(ctx, child, reason)
+                });
+            }
         }
     }
 
@@ -787,10 +781,17 @@ impl<M: Message> Sim<M> {
             return;
         };
         let to_node = state.node;
-        if !state.alive {
-            let crashed_by = core.nodes[to_node.index()].crashed_by;
-            core.drop_message(&envelope, to, DropReason::NodeDown, crashed_by);
-            return;
+        match state.status {
+            ProcessStatus::Running | ProcessStatus::Suspended => {}
+            ProcessStatus::Down => {
+                let crashed_by = core.nodes[to_node.index()].crashed_by;
+                core.drop_message(&envelope, to, DropReason::NodeDown, crashed_by);
+                return;
+            }
+            ProcessStatus::Stopped => {
+                core.drop_message(&envelope, to, DropReason::Stopped, None);
+                return;
+            }
         }
         if envelope.from != EXTERNAL {
             let from_node = core.processes[envelope.from.index()].node;
@@ -802,10 +803,14 @@ impl<M: Message> Sim<M> {
             }
         }
         let state = &mut core.processes[to.index()];
+        let ready = state.status == ProcessStatus::Running && state.queued.is_empty();
         match state.mailbox {
-            Mailbox::Immediate => self.dispatch(envelope, to),
+            Mailbox::Immediate if ready => self.dispatch(envelope, to),
+            // Suspended, or still draining what queued while suspended:
+            // wait in line so that order is kept.
+            Mailbox::Immediate => state.queued.push_back(envelope),
             Mailbox::Sequential { capacity } => {
-                if !state.busy && state.queued.is_empty() {
+                if ready && !state.busy {
                     self.dispatch(envelope, to);
                 } else if capacity.is_some_and(|max| state.queued.len() >= max as usize) {
                     core.drop_message(&envelope, to, DropReason::MailboxFull, None);
@@ -845,31 +850,108 @@ impl<M: Message> Sim<M> {
         handler: impl FnOnce(&mut dyn Process<M>, &mut Ctx<'_, M>),
     ) {
         let slot = &mut self.slots[process.index()];
-        let instance = slot
-            .instance
-            .as_deref_mut()
-            .expect("a live process has an instance");
+        let instance = slot.instance.as_deref_mut().expect("a live process has an instance");
         let node = self.core.processes[process.index()].node;
-        let mut ctx = Ctx {
-            core: &mut self.core,
-            me: process,
-            node,
-        };
+        let mut ctx = Ctx { core: &mut self.core, me: process, node };
         handler(instance, &mut ctx);
         let state = &mut self.core.processes[process.index()];
         if state.busy && state.work_outstanding == 0 {
             state.busy = false;
             if !state.queued.is_empty() {
                 let incarnation = state.incarnation;
-                self.core.queue.push(
-                    self.core.now,
-                    Event::Dispatch {
-                        process,
-                        incarnation,
-                    },
-                );
+                self.core.queue.push(self.core.now, Event::Dispatch { process, incarnation });
             }
         }
+        if !self.core.controls.is_empty() {
+            self.apply_controls();
+        }
+    }
+
+    fn apply_controls(&mut self) {
+        let controls = std::mem::take(&mut self.core.controls);
+        for control in controls {
+            match control {
+                Control::Fail { process, reason } => self.fail_process(process, reason),
+                Control::Restart { process } => self.restart_process(process),
+                Control::Stop { process } => self.stop_process(process),
+                Control::Resume { process } => {
+                    let state = &mut self.core.processes[process.index()];
+                    if state.status == ProcessStatus::Suspended {
+                        state.status = ProcessStatus::Running;
+                        self.core
+                            .tracer
+                            .emit(self.core.now, TraceEvent::ProcessResumed { process });
+                        self.core.schedule_drain(process);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail_process(&mut self, process: ProcessId, reason: &'static str) {
+        let now = self.core.now;
+        let state = &mut self.core.processes[process.index()];
+        if state.status != ProcessStatus::Running {
+            return;
+        }
+        state.status = ProcessStatus::Suspended;
+        let supervisor = state.supervisor;
+        self.core.tracer.emit(now, TraceEvent::ProcessFailed { process, reason });
+        match supervisor {
+            Some(supervisor) => {
+                let incarnation = self.core.processes[supervisor.index()].incarnation;
+                let event = Event::ChildFailed { supervisor, incarnation, child: process, reason };
+                self.core.queue.push(now, event);
+            }
+            // Let it crash, with nobody to restart it.
+            None => self.stop_process(process),
+        }
+    }
+
+    fn restart_process(&mut self, process: ProcessId) {
+        let state = &mut self.core.processes[process.index()];
+        if state.status == ProcessStatus::Down {
+            return;
+        }
+        state.status = ProcessStatus::Running;
+        state.incarnation += 1;
+        state.busy = false;
+        state.work_outstanding = 0;
+        let incarnation = state.incarnation;
+        // The old state is dropped here; the mailbox survives the restart.
+        let slot = &mut self.slots[process.index()];
+        slot.instance = Some((slot.factory)());
+        self.core.queue.push(self.core.now, Event::Start { process, incarnation });
+    }
+
+    fn stop_process(&mut self, process: ProcessId) {
+        let state = &mut self.core.processes[process.index()];
+        if matches!(state.status, ProcessStatus::Stopped | ProcessStatus::Down) {
+            return;
+        }
+        state.status = ProcessStatus::Stopped;
+        state.incarnation += 1;
+        state.busy = false;
+        state.work_outstanding = 0;
+        let backlog: Vec<Envelope<M>> = state.queued.drain(..).collect();
+        self.slots[process.index()].instance = None;
+        self.core.tracer.emit(self.core.now, TraceEvent::ProcessStopped { process });
+        for envelope in backlog {
+            self.core.drop_message(&envelope, process, DropReason::Stopped, None);
+        }
+    }
+
+    /// Makes `parent` the supervisor of `child`: when `child` calls
+    /// [`Ctx::fail`], `parent`'s [`Process::on_child_failed`] decides.
+    pub fn supervise(&mut self, child: ProcessId, parent: ProcessId) {
+        assert!(child != parent, "{child} cannot supervise itself");
+        self.core.processes[child.index()].supervisor = Some(parent);
+    }
+
+    /// Messages given up because their addressee was stopped or unknown
+    /// (the first [`DEAD_LETTERS_KEPT`]; all are counted in the stats).
+    pub fn dead_letters(&self) -> &[DeadLetter] {
+        &self.core.dead_letters
     }
 
     fn apply_fault(&mut self, index: u32) {
@@ -880,9 +962,7 @@ impl<M: Message> Sim<M> {
             Fault::CrashNode { node } => self.crash(*node, index, &mut touched),
             Fault::RestartNode { node } => self.restart(*node, &mut touched),
             Fault::Partition { side_a, side_b } => {
-                self.core
-                    .net
-                    .start_partition(index, side_a.clone(), side_b.clone(), true);
+                self.core.net.start_partition(index, side_a.clone(), side_b.clone(), true);
                 self.core.tracer.emit(
                     now,
                     TraceEvent::PartitionStarted {
@@ -895,9 +975,7 @@ impl<M: Message> Sim<M> {
                 true
             }
             Fault::PartitionOneway { from, to } => {
-                self.core
-                    .net
-                    .start_partition(index, from.clone(), to.clone(), false);
+                self.core.net.start_partition(index, from.clone(), to.clone(), false);
                 self.core.tracer.emit(
                     now,
                     TraceEvent::PartitionStarted {
@@ -912,42 +990,26 @@ impl<M: Message> Sim<M> {
             Fault::Heal { partition } => {
                 let healed = self.core.net.heal(*partition);
                 if healed {
-                    self.core
-                        .tracer
-                        .emit(now, TraceEvent::PartitionHealed { fault: *partition });
+                    self.core.tracer.emit(now, TraceEvent::PartitionHealed { fault: *partition });
                 }
                 healed
             }
             Fault::HealAll => {
                 let healed = self.core.net.heal_all();
                 for fault in &healed {
-                    self.core
-                        .tracer
-                        .emit(now, TraceEvent::PartitionHealed { fault: *fault });
+                    self.core.tracer.emit(now, TraceEvent::PartitionHealed { fault: *fault });
                 }
                 !healed.is_empty()
             }
             Fault::DegradeLink { from, to, link } => {
                 self.core.net.degrade(*from, *to, link.clone(), index);
-                self.core.tracer.emit(
-                    now,
-                    TraceEvent::LinkDegraded {
-                        from: *from,
-                        to: *to,
-                    },
-                );
+                self.core.tracer.emit(now, TraceEvent::LinkDegraded { from: *from, to: *to });
                 true
             }
             Fault::RestoreLink { from, to } => {
                 let restored = self.core.net.restore(*from, *to);
                 if restored {
-                    self.core.tracer.emit(
-                        now,
-                        TraceEvent::LinkRestored {
-                            from: *from,
-                            to: *to,
-                        },
-                    );
+                    self.core.tracer.emit(now, TraceEvent::LinkRestored { from: *from, to: *to });
                 }
                 restored
             }
@@ -957,13 +1019,7 @@ impl<M: Message> Sim<M> {
             }
         };
         self.core.fired_index[index as usize] = Some(self.core.fired.len());
-        self.core.fired.push(FiredFault {
-            index,
-            at: now,
-            fault,
-            applied,
-            touched,
-        });
+        self.core.fired.push(FiredFault { index, at: now, fault, applied, touched });
     }
 
     fn crash(&mut self, node: NodeId, fault: u32, touched: &mut Touched) -> bool {
@@ -984,7 +1040,7 @@ impl<M: Message> Sim<M> {
         let hosted = state.processes.clone();
         for process in &hosted {
             let process_state = &mut core.processes[process.index()];
-            process_state.alive = false;
+            process_state.status = ProcessStatus::Down;
             process_state.incarnation += 1;
             process_state.queued.clear();
             process_state.busy = false;
@@ -1002,11 +1058,7 @@ impl<M: Message> Sim<M> {
         touched.writes_lost = writes_lost;
         core.tracer.emit(
             now,
-            TraceEvent::NodeCrashed {
-                node,
-                processes_stopped: hosted.len() as u32,
-                writes_lost,
-            },
+            TraceEvent::NodeCrashed { node, processes_stopped: hosted.len() as u32, writes_lost },
         );
         true
     }
@@ -1019,22 +1071,17 @@ impl<M: Message> Sim<M> {
         }
         state.up = true;
         state.crashed_by = None;
-        core.tracer
-            .emit(core.now, TraceEvent::NodeRestarted { node });
+        core.tracer.emit(core.now, TraceEvent::NodeRestarted { node });
         let hosted = state.processes.clone();
         for process in &hosted {
             let process_state = &mut core.processes[process.index()];
-            process_state.alive = true;
+            // A machine that boots starts every service it hosts, including
+            // ones a supervisor had stopped.
+            process_state.status = ProcessStatus::Running;
             let incarnation = process_state.incarnation;
             let slot = &mut self.slots[process.index()];
             slot.instance = Some((slot.factory)());
-            core.queue.push(
-                core.now,
-                Event::Start {
-                    process: *process,
-                    incarnation,
-                },
-            );
+            core.queue.push(core.now, Event::Start { process: *process, incarnation });
         }
         touched.processes_restarted = hosted.len() as u32;
         true
@@ -1086,24 +1133,20 @@ impl<M: Message> Sim<M> {
                     Event::WorkDone { process, tag, .. } => {
                         ("work_done", Some(*process), format!("tag {tag}"))
                     }
-                    Event::Granted {
-                        process, resource, ..
-                    } => ("granted", Some(*process), resource.to_string()),
+                    Event::Granted { process, resource, .. } => {
+                        ("granted", Some(*process), resource.to_string())
+                    }
                     Event::Synced { process, tag, .. } => {
                         ("synced", Some(*process), format!("tag {tag}"))
                     }
-                    Event::Fault { index } => (
-                        "fault",
-                        None,
-                        self.core.faults[*index as usize].fault.to_string(),
-                    ),
+                    Event::Fault { index } => {
+                        ("fault", None, self.core.faults[*index as usize].fault.to_string())
+                    }
+                    Event::ChildFailed { supervisor, child, reason, .. } => {
+                        ("child_failed", Some(*supervisor), format!("{child}: {reason}"))
+                    }
                 };
-                PendingView {
-                    time,
-                    kind,
-                    process,
-                    detail,
-                }
+                PendingView { time, kind, process, detail }
             })
             .collect()
     }
@@ -1172,7 +1215,8 @@ impl<M: Message> Sim<M> {
             id,
             name: state.name.clone(),
             node: state.node,
-            alive: state.alive,
+            alive: state.status == ProcessStatus::Running,
+            status: state.status,
             incarnation: state.incarnation,
             mailbox_len: state.queued.len(),
         }
@@ -1221,7 +1265,17 @@ impl<M: Message> Core<M> {
     #[inline]
     fn is_current(&self, process: ProcessId, incarnation: u32) -> bool {
         let state = &self.processes[process.index()];
-        state.alive && state.incarnation == incarnation
+        state.status == ProcessStatus::Running && state.incarnation == incarnation
+    }
+
+    /// Lets a running process with a backlog (left while it was suspended
+    /// or restarting) take it, through an event so handlers never nest.
+    fn schedule_drain(&mut self, process: ProcessId) {
+        let state = &self.processes[process.index()];
+        if state.status == ProcessStatus::Running && !state.busy && !state.queued.is_empty() {
+            let incarnation = state.incarnation;
+            self.queue.push(self.now, Event::Dispatch { process, incarnation });
+        }
     }
 
     pub(crate) fn local_time(&self, node: NodeId) -> LocalTime {
@@ -1244,11 +1298,7 @@ impl<M: Message> Core<M> {
             },
         );
         let Some(target) = self.processes.get(to.index()) else {
-            let envelope = Envelope {
-                from,
-                message_id,
-                message,
-            };
+            let envelope = Envelope { from, message_id, message };
             self.drop_message(&envelope, to, DropReason::UnknownProcess, None);
             return;
         };
@@ -1259,48 +1309,23 @@ impl<M: Message> Core<M> {
                     let copy_id = self.next_message_id;
                     self.next_message_id += 1;
                     self.stats.messages_duplicated += 1;
-                    self.tracer.emit(
-                        self.now,
-                        TraceEvent::MessageDuplicated {
-                            message_id,
-                            copy_id,
-                        },
-                    );
+                    self.tracer
+                        .emit(self.now, TraceEvent::MessageDuplicated { message_id, copy_id });
                     self.tracer.copy_message(message_id, copy_id);
-                    let copy = Envelope {
-                        from,
-                        message_id: copy_id,
-                        message: message.clone(),
-                    };
-                    self.queue
-                        .push(self.now + copy_delay, Event::Deliver(copy, to));
+                    let copy = Envelope { from, message_id: copy_id, message: message.clone() };
+                    self.queue.push(self.now + copy_delay, Event::Deliver(copy, to));
                 }
                 self.queue.push(
                     self.now + delay,
-                    Event::Deliver(
-                        Envelope {
-                            from,
-                            message_id,
-                            message,
-                        },
-                        to,
-                    ),
+                    Event::Deliver(Envelope { from, message_id, message }, to),
                 );
             }
             Fate::Lost => {
-                let envelope = Envelope {
-                    from,
-                    message_id,
-                    message,
-                };
+                let envelope = Envelope { from, message_id, message };
                 self.drop_message(&envelope, to, DropReason::Loss, None);
             }
             Fate::Partitioned { fault } => {
-                let envelope = Envelope {
-                    from,
-                    message_id,
-                    message,
-                };
+                let envelope = Envelope { from, message_id, message };
                 self.drop_message(&envelope, to, DropReason::Partition, Some(fault));
             }
         }
@@ -1325,6 +1350,18 @@ impl<M: Message> Core<M> {
             },
         );
         self.tracer.forget_message(envelope.message_id);
+        if matches!(reason, DropReason::Stopped | DropReason::UnknownProcess) {
+            self.stats.dead_letters += 1;
+            if self.dead_letters.len() < DEAD_LETTERS_KEPT {
+                self.dead_letters.push(DeadLetter {
+                    time: self.now,
+                    message_id: envelope.message_id,
+                    from: envelope.from,
+                    to,
+                    label: envelope.message.label(),
+                });
+            }
+        }
         if let Some(fault) = fault
             && let Some(position) = self.fired_index[fault as usize]
         {
@@ -1332,15 +1369,12 @@ impl<M: Message> Core<M> {
         }
     }
 
+    pub(crate) fn trace(&mut self, event: TraceEvent) {
+        self.tracer.emit(self.now, event);
+    }
+
     pub(crate) fn record(&mut self, process: ProcessId, label: &'static str, key: u64) {
-        self.tracer.emit(
-            self.now,
-            TraceEvent::DomainEvent {
-                process,
-                label,
-                key,
-            },
-        );
+        self.tracer.emit(self.now, TraceEvent::DomainEvent { process, label, key });
     }
 
     fn schedule_key(&mut self) -> u64 {
@@ -1386,12 +1420,8 @@ impl<M: Message> Core<M> {
                 (self.timers.len() - 1) as u32
             }
         };
-        self.queue
-            .push(fire_at, Event::Timer { slot, schedule_key });
-        TimerId {
-            slot,
-            generation: self.timers[slot as usize].generation,
-        }
+        self.queue.push(fire_at, Event::Timer { slot, schedule_key });
+        TimerId { slot, generation: self.timers[slot as usize].generation }
     }
 
     pub(crate) fn cancel_timer(&mut self, timer: TimerId) -> bool {
@@ -1415,26 +1445,17 @@ impl<M: Message> Core<M> {
     fn step_clock(&mut self, node: NodeId, delta_ns: i64) -> u32 {
         let now = self.now;
         self.nodes[node.index()].clock.step(now, delta_ns);
-        self.tracer
-            .emit(now, TraceEvent::ClockStepped { node, delta_ns });
+        self.tracer.emit(now, TraceEvent::ClockStepped { node, delta_ns });
         let mut moved = 0;
         for slot in 0..self.timers.len() {
             let timer = &self.timers[slot];
             if !timer.active || self.processes[timer.process.index()].node != node {
                 continue;
             }
-            let fire_at = self.nodes[node.index()]
-                .clock
-                .when_reads(timer.deadline, now);
+            let fire_at = self.nodes[node.index()].clock.when_reads(timer.deadline, now);
             let schedule_key = self.schedule_key();
             self.timers[slot].schedule_key = schedule_key;
-            self.queue.push(
-                fire_at,
-                Event::Timer {
-                    slot: slot as u32,
-                    schedule_key,
-                },
-            );
+            self.queue.push(fire_at, Event::Timer { slot: slot as u32, schedule_key });
             moved += 1;
         }
         moved
@@ -1456,23 +1477,10 @@ impl<M: Message> Core<M> {
             node_state.busy_cores += 1;
             node_state.busy.set(now, u64::from(node_state.busy_cores));
             let epoch = node_state.epoch;
-            self.queue.push(
-                now + duration,
-                Event::WorkDone {
-                    node,
-                    epoch,
-                    process,
-                    incarnation,
-                    tag,
-                },
-            );
+            self.queue
+                .push(now + duration, Event::WorkDone { node, epoch, process, incarnation, tag });
         } else {
-            node_state.ready.push_back(Work {
-                process,
-                incarnation,
-                duration,
-                tag,
-            });
+            node_state.ready.push_back(Work { process, incarnation, duration, tag });
             node_state.waiting.set(now, node_state.ready.len() as u64);
         }
     }
@@ -1523,19 +1531,9 @@ impl<M: Message> Core<M> {
             state.holding.set(now, u64::from(state.in_use));
             return Acquire::Granted;
         }
-        if state
-            .config
-            .queue_max
-            .is_some_and(|max| state.waiters.len() >= max as usize)
-        {
+        if state.config.queue_max.is_some_and(|max| state.waiters.len() >= max as usize) {
             state.rejected += 1;
-            self.tracer.emit(
-                now,
-                TraceEvent::ResourceRejected {
-                    process,
-                    resource: resource.0,
-                },
-            );
+            self.tracer.emit(now, TraceEvent::ResourceRejected { process, resource: resource.0 });
             return Acquire::Rejected;
         }
         state.waiters.push_back((process, incarnation, tag));
@@ -1547,24 +1545,13 @@ impl<M: Message> Core<M> {
         let now = self.now;
         let state = &mut self.resources[resource.index()];
         assert_eq!(state.node, node, "{resource} released from the wrong node");
-        assert!(
-            state.in_use > 0,
-            "{resource} released more often than acquired"
-        );
+        assert!(state.in_use > 0, "{resource} released more often than acquired");
         match state.waiters.pop_front() {
             // The unit passes straight to the next waiter, which learns of
             // it through an event so that handlers never nest.
             Some((process, incarnation, tag)) => {
                 state.waiting.set(now, state.waiters.len() as u64);
-                self.queue.push(
-                    now,
-                    Event::Granted {
-                        resource,
-                        process,
-                        incarnation,
-                        tag,
-                    },
-                );
+                self.queue.push(now, Event::Granted { resource, process, incarnation, tag });
             }
             None => {
                 state.in_use -= 1;
@@ -1579,16 +1566,7 @@ impl<M: Message> Core<M> {
         let mark = state.storage.mark();
         let delay = state.config.fsync.sample(&mut state.fsync_stream);
         let epoch = state.epoch;
-        self.queue.push(
-            self.now + delay,
-            Event::Synced {
-                node,
-                epoch,
-                process,
-                incarnation,
-                tag,
-                mark,
-            },
-        );
+        self.queue
+            .push(self.now + delay, Event::Synced { node, epoch, process, incarnation, tag, mark });
     }
 }

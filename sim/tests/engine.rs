@@ -85,9 +85,7 @@ impl Process<Msg> for Talker {
 fn world(nodes: u32) -> (Sim<Msg>, Vec<NodeId>) {
     let mut sim = Sim::new(SimConfig::new(Seed(1)));
     sim.set_default_link(LinkConfig::constant(ms(1)));
-    let ids = (0..nodes)
-        .map(|i| sim.add_node(NodeConfig::new(format!("n{i}"))))
-        .collect();
+    let ids = (0..nodes).map(|i| sim.add_node(NodeConfig::new(format!("n{i}")))).collect();
     (sim, ids)
 }
 
@@ -95,20 +93,13 @@ fn world(nodes: u32) -> (Sim<Msg>, Vec<NodeId>) {
 fn partition_isolates_then_heals_and_the_report_counts_what_it_dropped() {
     let (mut sim, nodes) = world(2);
     let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-    sim.spawn(nodes[0], "talker", move || Talker {
-        to: receiver,
-        sent: 0,
-        count: 10,
-    });
+    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 10 });
     // Talker sends at 10, 20, ..., 100 ms; the partition covers 35..75 ms,
     // so the sends at 40, 50, 60 and 70 ms are dropped.
     sim.schedule_faults(&FaultSchedule::new().window(
         at_ms(35),
         at_ms(75),
-        Fault::Partition {
-            side_a: vec![nodes[0]],
-            side_b: vec![nodes[1]],
-        },
+        Fault::Partition { side_a: vec![nodes[0]], side_b: vec![nodes[1]] },
     ));
     sim.run();
     let got: Vec<u64> = sim
@@ -134,13 +125,10 @@ fn a_oneway_partition_drops_only_one_direction() {
     let (mut sim, nodes) = world(2);
     let a = sim.spawn(nodes[0], "a", Recorder::default);
     let b = sim.spawn(nodes[1], "b", Recorder::default);
-    sim.schedule_faults(&FaultSchedule::new().at(
-        SimTime::ZERO,
-        Fault::PartitionOneway {
-            from: vec![nodes[0]],
-            to: vec![nodes[1]],
-        },
-    ));
+    sim.schedule_faults(
+        &FaultSchedule::new()
+            .at(SimTime::ZERO, Fault::PartitionOneway { from: vec![nodes[0]], to: vec![nodes[1]] }),
+    );
     sim.run();
     // Injected messages do not cross the network; use a process to send.
     struct Once(ProcessId);
@@ -153,18 +141,8 @@ fn a_oneway_partition_drops_only_one_direction() {
     sim.spawn(nodes[0], "a-sender", move || Once(b));
     sim.spawn(nodes[1], "b-sender", move || Once(a));
     sim.run();
-    assert!(
-        sim.process_state::<Recorder>(b)
-            .unwrap()
-            .received
-            .is_empty(),
-        "n0 -> n1 is blocked"
-    );
-    assert_eq!(
-        sim.process_state::<Recorder>(a).unwrap().received.len(),
-        1,
-        "n1 -> n0 flows"
-    );
+    assert!(sim.process_state::<Recorder>(b).unwrap().received.is_empty(), "n0 -> n1 is blocked");
+    assert_eq!(sim.process_state::<Recorder>(a).unwrap().received.len(), 1, "n1 -> n0 flows");
 }
 
 /// Keeps a counter in memory and logs every increment; recovers the count
@@ -204,10 +182,7 @@ fn a_crash_loses_volatile_state_and_unsynced_writes_and_restart_recovers_from_th
     // A message arriving while the node is down is lost.
     sim.post(at_ms(15), counter, Msg::Hello(99));
     sim.run_until(at_ms(12));
-    assert!(
-        sim.process_state::<Counter>(counter).is_none(),
-        "no state survives a crash"
-    );
+    assert!(sim.process_state::<Counter>(counter).is_none(), "no state survives a crash");
     assert!(!sim.process(counter).alive);
     sim.run();
     let state = sim.process_state::<Counter>(counter).unwrap();
@@ -217,10 +192,7 @@ fn a_crash_loses_volatile_state_and_unsynced_writes_and_restart_recovers_from_th
     let fired = sim.fired_faults();
     assert_eq!(fired[0].touched.writes_lost, 1);
     assert_eq!(fired[0].touched.processes_stopped, 1);
-    assert_eq!(
-        fired[0].touched.messages_dropped, 1,
-        "the message to the down node"
-    );
+    assert_eq!(fired[0].touched.messages_dropped, 1, "the message to the down node");
     assert_eq!(fired[1].touched.processes_restarted, 1);
 }
 
@@ -258,34 +230,21 @@ impl Process<Msg> for Sleeper {
 #[test]
 fn timers_follow_the_local_clock_through_drift_and_steps() {
     let mut sim: Sim<Msg> = Sim::new(SimConfig::new(Seed(1)));
-    let fast = sim.add_node(NodeConfig::new("fast").clock(ClockConfig {
-        offset_ns: 0,
-        drift_ppm: 1000.0,
-    }));
+    let fast = sim
+        .add_node(NodeConfig::new("fast").clock(ClockConfig { offset_ns: 0, drift_ppm: 1000.0 }));
     let stepped = sim.add_node(NodeConfig::new("stepped"));
-    let a = sim.spawn(fast, "a", || Sleeper {
-        after: SimDuration::from_secs(10),
-        fired_at: None,
-    });
-    let b = sim.spawn(stepped, "b", || Sleeper {
-        after: SimDuration::from_secs(10),
-        fired_at: None,
-    });
+    let a = sim.spawn(fast, "a", || Sleeper { after: SimDuration::from_secs(10), fired_at: None });
+    let b =
+        sim.spawn(stepped, "b", || Sleeper { after: SimDuration::from_secs(10), fired_at: None });
     // Stepping b's clock back by 2 s at t = 1 s delays its timer by 2 s.
-    sim.schedule_faults(&FaultSchedule::new().at(
-        at_ms(1000),
-        Fault::StepClock {
-            node: stepped,
-            delta_ns: -2_000_000_000,
-        },
-    ));
+    sim.schedule_faults(
+        &FaultSchedule::new()
+            .at(at_ms(1000), Fault::StepClock { node: stepped, delta_ns: -2_000_000_000 }),
+    );
     sim.run_until(SimTime::from_nanos(9_990_100_000));
     // A 1000 ppm clock runs 1.001 times as fast: its 10 s timer fires at
     // 10 s / 1.001 = 9.99001 s of global time, almost 10 ms early.
-    assert_eq!(
-        sim.process_state::<Sleeper>(a).unwrap().fired_at,
-        Some(10_000_000_000)
-    );
+    assert_eq!(sim.process_state::<Sleeper>(a).unwrap().fired_at, Some(10_000_000_000));
     assert!(sim.process_state::<Sleeper>(b).unwrap().fired_at.is_none());
     sim.run_until(SimTime::from_nanos(11_999_999_999));
     assert!(sim.process_state::<Sleeper>(b).unwrap().fired_at.is_none());
@@ -297,10 +256,7 @@ fn timers_follow_the_local_clock_through_drift_and_steps() {
 #[test]
 fn a_crash_cancels_pending_timers() {
     let (mut sim, nodes) = world(1);
-    let sleeper = sim.spawn(nodes[0], "s", || Sleeper {
-        after: ms(50),
-        fired_at: None,
-    });
+    let sleeper = sim.spawn(nodes[0], "s", || Sleeper { after: ms(50), fired_at: None });
     sim.schedule_faults(&FaultSchedule::new().at(at_ms(10), Fault::CrashNode { node: nodes[0] }));
     sim.run();
     assert_eq!(sim.stats().timers_fired, 0);
@@ -327,26 +283,15 @@ impl Process<Msg> for Worker {
 #[test]
 fn a_bounded_mailbox_drops_arrivals_when_full() {
     let (mut sim, nodes) = world(1);
-    let worker = sim.spawn_with(
-        nodes[0],
-        "w",
-        Mailbox::Sequential { capacity: Some(2) },
-        || {
-            Box::new(Worker {
-                work: ms(10),
-                done: Vec::new(),
-            })
-        },
-    );
+    let worker = sim.spawn_with(nodes[0], "w", Mailbox::Sequential { capacity: Some(2) }, || {
+        Box::new(Worker { work: ms(10), done: Vec::new() })
+    });
     // Five at once: one in service, two wait, two are dropped.
     for i in 0..5 {
         sim.post(SimTime::ZERO, worker, Msg::Hello(i));
     }
     sim.run();
-    assert_eq!(
-        sim.process_state::<Worker>(worker).unwrap().done,
-        vec![0, 1, 2]
-    );
+    assert_eq!(sim.process_state::<Worker>(worker).unwrap().done, vec![0, 1, 2]);
     assert_eq!(sim.stats().messages_dropped, 2);
     assert_eq!(sim.now(), at_ms(30), "one at a time, 10 ms each");
 }
@@ -355,10 +300,7 @@ fn a_bounded_mailbox_drops_arrivals_when_full() {
 fn cores_are_a_queueing_station() {
     let mut sim: Sim<Msg> = Sim::new(SimConfig::new(Seed(1)));
     let node = sim.add_node(NodeConfig::new("two-cores").cores(2));
-    let worker = sim.spawn(node, "w", || Worker {
-        work: ms(10),
-        done: Vec::new(),
-    });
+    let worker = sim.spawn(node, "w", || Worker { work: ms(10), done: Vec::new() });
     for i in 0..4 {
         sim.post(SimTime::ZERO, worker, Msg::Hello(i));
     }
@@ -368,10 +310,7 @@ fn cores_are_a_queueing_station() {
     sim.run();
     assert_eq!(sim.now(), at_ms(20), "two waves of two");
     let view = sim.node(node);
-    assert!(
-        (view.utilisation - 1.0).abs() < 1e-9,
-        "both cores busy all along"
-    );
+    assert!((view.utilisation - 1.0).abs() < 1e-9, "both cores busy all along");
     // Two jobs waited 10 ms each over 20 ms: mean ready queue 1.
     assert!((view.mean_ready_queue - 1.0).abs() < 1e-9);
 }
@@ -410,11 +349,7 @@ fn a_blocking_call_holds_its_thread_until_the_reply() {
     let (mut sim, nodes) = world(2);
     let pool = sim.add_resource(
         nodes[0],
-        ResourceConfig {
-            name: "threads".into(),
-            capacity: 2,
-            queue_max: Some(1),
-        },
+        ResourceConfig { name: "threads".into(), capacity: 2, queue_max: Some(1) },
     );
     let backend = sim.spawn(nodes[1], "backend", Recorder::default);
     let caller = sim.spawn(nodes[0], "caller", move || BlockingCaller {
@@ -430,10 +365,7 @@ fn a_blocking_call_holds_its_thread_until_the_reply() {
     let state = sim.process_state::<BlockingCaller>(caller).unwrap();
     // Two threads: requests 0 and 1 go at once (2 ms round trip), 2 waits
     // for a thread, 3 is rejected because the wait line holds one.
-    assert_eq!(
-        state.replies,
-        vec![(0, 2_000_000), (1, 2_000_000), (2, 4_000_000)]
-    );
+    assert_eq!(state.replies, vec![(0, 2_000_000), (1, 2_000_000), (2, 4_000_000)]);
     assert_eq!(state.waiting, vec![2]);
     let view = sim.resource(pool);
     assert_eq!((view.in_use, view.rejected), (0, 1));
@@ -450,11 +382,7 @@ fn loss_and_duplication_happen_at_their_configured_rates() {
         reorder_window: SimDuration::ZERO,
     });
     let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-    sim.spawn(nodes[0], "talker", move || Talker {
-        to: receiver,
-        sent: 0,
-        count: 20_000,
-    });
+    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 20_000 });
     sim.run();
     let stats = sim.stats();
     let lost = stats.messages_dropped as f64 / 20_000.0;
@@ -488,25 +416,19 @@ fn the_trace_carries_lamport_and_vector_clocks() {
     let records = &sink.borrow().records;
     let delivered_reply = records
         .iter()
-        .find(|r| {
-            matches!(
-                &r.event,
-                TraceEvent::MessageDelivered { label: "Reply", .. }
-            )
-        })
+        .find(|r| matches!(&r.event, TraceEvent::MessageDelivered { label: "Reply", .. }))
         .unwrap();
     let clock = delivered_reply.vector_clock.as_ref().unwrap();
     // The client's reply delivery has seen the server's send of the reply.
     assert!(clock[&server.0] >= 2 && clock[&client.0] >= 2, "{clock:?}");
     assert!(delivered_reply.lamport.unwrap() > 2);
     assert!(records.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
-    assert!(records.iter().all(|r| !matches!(
-        r.event,
-        TraceEvent::MessageDropped {
-            reason: DropReason::Loss,
-            ..
-        }
-    )));
+    assert!(
+        records.iter().all(|r| !matches!(
+            r.event,
+            TraceEvent::MessageDropped { reason: DropReason::Loss, .. }
+        ))
+    );
 }
 
 #[test]
@@ -517,11 +439,7 @@ fn the_trace_hash_does_not_depend_on_whether_a_sink_is_attached() {
             sim.set_trace_sink(Box::new(MemorySink::default()));
         }
         let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-        sim.spawn(nodes[0], "talker", move || Talker {
-            to: receiver,
-            sent: 0,
-            count: 50,
-        });
+        sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 50 });
         sim.run();
         sim.trace_hash()
     };
@@ -532,11 +450,7 @@ fn the_trace_hash_does_not_depend_on_whether_a_sink_is_attached() {
 fn stepping_shows_upcoming_events_in_firing_order() {
     let (mut sim, nodes) = world(2);
     let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-    sim.spawn(nodes[0], "talker", move || Talker {
-        to: receiver,
-        sent: 0,
-        count: 2,
-    });
+    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 2 });
     sim.schedule_faults(&FaultSchedule::new().at(at_ms(15), Fault::CrashNode { node: nodes[1] }));
     // Two start events come first, then the talker's timer, then the fault.
     let upcoming = sim.upcoming_events(10);
@@ -551,10 +465,7 @@ fn stepping_shows_upcoming_events_in_firing_order() {
     sim.step();
     assert_eq!(sim.now(), at_ms(10));
     let upcoming = sim.upcoming_events(1);
-    assert_eq!(
-        (upcoming[0].kind, upcoming[0].detail.as_str()),
-        ("deliver", "Hello")
-    );
+    assert_eq!((upcoming[0].kind, upcoming[0].detail.as_str()), ("deliver", "Hello"));
 }
 
 #[test]
@@ -565,21 +476,9 @@ fn first_divergence_points_at_the_first_differing_record() {
         let sink = Rc::new(RefCell::new(MemorySink::default()));
         sim.set_trace_sink(Box::new(sink.clone()));
         let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
-        sim.spawn(nodes[0], "talker", move || Talker {
-            to: receiver,
-            sent: 0,
-            count: 3,
-        });
+        sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 3 });
         sim.run_until(at_ms(25));
-        sim.post(
-            at_ms(25),
-            receiver,
-            if label == "a" {
-                Msg::Hello(1)
-            } else {
-                Msg::Hello(2)
-            },
-        );
+        sim.post(at_ms(25), receiver, if label == "a" { Msg::Hello(1) } else { Msg::Hello(2) });
         sim.run();
         let records = sink.borrow().records.clone();
         records
@@ -588,10 +487,117 @@ fn first_divergence_points_at_the_first_differing_record() {
     let b = record("b");
     assert_eq!(first_divergence(&a, &a), None);
     let index = first_divergence(&a, &b).expect("the posted messages differ");
-    assert!(
-        matches!(a[index].event, TraceEvent::MessageSent { .. }),
-        "{:?}",
-        a[index].event
-    );
+    assert!(matches!(a[index].event, TraceEvent::MessageSent { .. }), "{:?}", a[index].event);
     assert_eq!(first_divergence(&a, &a[..a.len() - 1]), Some(a.len() - 1));
+}
+
+/// Counts messages; fails on `Hello(13)` (a poison message).
+#[derive(Default)]
+struct Fragile {
+    seen: Vec<u64>,
+}
+
+impl Process<Msg> for Fragile {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, _: ProcessId, message: Msg) {
+        if let Msg::Hello(n) = message {
+            if n == 13 {
+                ctx.fail("poison");
+                return;
+            }
+            self.seen.push(n);
+        }
+    }
+}
+
+/// Decides with a fixed answer for every failure, and counts them.
+struct Parent {
+    decision: &'static str,
+    failures: Vec<(ProcessId, &'static str)>,
+}
+
+impl Process<Msg> for Parent {
+    fn on_message(&mut self, _: &mut Ctx<'_, Msg>, _: ProcessId, _: Msg) {}
+    fn on_child_failed(&mut self, ctx: &mut Ctx<'_, Msg>, child: ProcessId, reason: &'static str) {
+        self.failures.push((child, reason));
+        match self.decision {
+            "resume" => ctx.resume(child),
+            "restart" => ctx.restart(child),
+            "stop" => ctx.stop(child),
+            _ => ctx.fail("escalated"),
+        }
+    }
+}
+
+fn supervised(decision: &'static str) -> Sim<Msg> {
+    let (mut sim, nodes) = world(1);
+    let child = sim.spawn(nodes[0], "child", Fragile::default);
+    let parent = sim.spawn(nodes[0], "parent", move || Parent { decision, failures: Vec::new() });
+    sim.supervise(child, parent);
+    for (i, n) in [1, 2, 13, 3, 4].into_iter().enumerate() {
+        sim.post(at_ms(i as u64), child, Msg::Hello(n));
+    }
+    sim.run();
+    sim
+}
+
+#[test]
+fn a_supervisor_that_resumes_keeps_the_child_state() {
+    let sim = supervised("resume");
+    assert_eq!(sim.process_state::<Fragile>(ProcessId(0)).unwrap().seen, vec![1, 2, 3, 4]);
+    assert_eq!(sim.process_state::<Parent>(ProcessId(1)).unwrap().failures, vec![(ProcessId(0), "poison")]);
+}
+
+#[test]
+fn a_supervisor_that_restarts_gives_the_child_fresh_state() {
+    let sim = supervised("restart");
+    assert_eq!(sim.process_state::<Fragile>(ProcessId(0)).unwrap().seen, vec![3, 4]);
+    assert_eq!(sim.process(ProcessId(0)).incarnation, 1);
+}
+
+#[test]
+fn a_stopped_child_turns_later_messages_into_dead_letters() {
+    let sim = supervised("stop");
+    assert!(sim.process_state::<Fragile>(ProcessId(0)).is_none());
+    let dead: Vec<u64> = sim.dead_letters().iter().map(|letter| letter.message_id).collect();
+    assert_eq!(dead.len(), 2, "Hello(3) and Hello(4)");
+    assert_eq!(sim.stats().dead_letters, 2);
+}
+
+#[test]
+fn escalation_fails_the_supervisor_which_with_no_parent_is_stopped() {
+    let sim = supervised("escalate");
+    assert_eq!(sim.process(ProcessId(1)).status, sim::ProcessStatus::Stopped);
+    // The child's fate was never decided, and then its supervisor was
+    // gone: it stays suspended, and its mail waits.
+    assert_eq!(sim.process(ProcessId(0)).status, sim::ProcessStatus::Suspended);
+    assert_eq!(sim.process(ProcessId(0)).mailbox_len, 2);
+}
+
+#[test]
+fn messages_that_arrive_while_suspended_are_handled_in_order_after_resume() {
+    // The parent is remote-free but slow to decide: it sleeps 5 ms before
+    // resuming, while two more messages arrive.
+    struct SlowParent;
+    impl Process<Msg> for SlowParent {
+        fn on_message(&mut self, _: &mut Ctx<'_, Msg>, _: ProcessId, _: Msg) {}
+        fn on_child_failed(&mut self, ctx: &mut Ctx<'_, Msg>, child: ProcessId, _: &'static str) {
+            ctx.set_timer(ms(5), u64::from(child.0));
+        }
+        fn on_timer(&mut self, ctx: &mut Ctx<'_, Msg>, _: TimerId, tag: u64) {
+            ctx.resume(ProcessId(tag as u32));
+        }
+    }
+    let (mut sim, nodes) = world(1);
+    let child = sim.spawn(nodes[0], "child", Fragile::default);
+    let parent = sim.spawn(nodes[0], "parent", || SlowParent);
+    sim.supervise(child, parent);
+    for (i, n) in [13, 7, 8].into_iter().enumerate() {
+        sim.post(at_ms(i as u64), child, Msg::Hello(n));
+    }
+    sim.post(at_ms(10), child, Msg::Hello(9));
+    sim.run_until(at_ms(4));
+    assert_eq!(sim.process(child).status, sim::ProcessStatus::Suspended);
+    assert_eq!(sim.process(child).mailbox_len, 2);
+    sim.run();
+    assert_eq!(sim.process_state::<Fragile>(child).unwrap().seen, vec![7, 8, 9]);
 }
