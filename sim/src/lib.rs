@@ -32,6 +32,7 @@ pub mod clock;
 pub mod dist;
 pub mod fault;
 pub mod ids;
+pub mod kit;
 pub mod metrics;
 pub mod net;
 pub mod process;

@@ -544,7 +544,10 @@ fn supervised(decision: &'static str) -> Sim<Msg> {
 fn a_supervisor_that_resumes_keeps_the_child_state() {
     let sim = supervised("resume");
     assert_eq!(sim.process_state::<Fragile>(ProcessId(0)).unwrap().seen, vec![1, 2, 3, 4]);
-    assert_eq!(sim.process_state::<Parent>(ProcessId(1)).unwrap().failures, vec![(ProcessId(0), "poison")]);
+    assert_eq!(
+        sim.process_state::<Parent>(ProcessId(1)).unwrap().failures,
+        vec![(ProcessId(0), "poison")]
+    );
 }
 
 #[test]
