@@ -49,16 +49,16 @@ pub struct QueueArgs {
     #[arg(long, value_enum, default_value = "poisson")]
     pub arrivals: ArrivalsArg,
     /// Arrival rate, customers per second (> 0).
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
     pub lambda: f64,
     /// Service-time distribution.
     #[arg(long, value_enum, default_value = "exp")]
     pub service: ServiceArg,
     /// Service rate per server, customers per second (> 0); mean service time is 1/mu.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
     pub mu: f64,
     /// Coefficient of variation of lognormal service times (> 0).
-    #[arg(long, value_name = "CV")]
+    #[arg(long, value_name = "CV", allow_negative_numbers = true)]
     pub cv: Option<f64>,
     /// Servers (cores) per station.
     #[arg(long, value_name = "C", default_value_t = 1)]
@@ -83,7 +83,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Scale every workload by this factor (1.0 = the standard sizes).
-    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, allow_negative_numbers = true)]
     pub scale: f64,
     /// Run only the workloads whose name contains this text.
     #[arg(long, value_name = "TEXT")]
@@ -109,10 +109,22 @@ pub fn report_usage_error(error: clap::Error) -> ExitCode {
             }
         }
         _ => {
-            let rendered = error.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("{first}");
+            eprintln!("{}", one_line(&error.render().to_string()));
             ExitCode::from(2)
         }
     }
+}
+
+/// Folds clap's message into one line: its first line plus the details it
+/// puts on the following lines (possible values, missing flags), without
+/// the usage and help hints.
+fn one_line(rendered: &str) -> String {
+    let kept: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.starts_with("tip:"))
+        .collect();
+    if kept.is_empty() { "error: invalid arguments".to_string() } else { kept.join(" ") }
 }

@@ -145,11 +145,8 @@ pub fn batch_means_ci95(observations: &[f64], batch_count: usize) -> Option<Inte
         return None;
     }
     let batch_size = observations.len() / batch_count;
-    let batch_means: Vec<f64> = observations
-        .chunks_exact(batch_size)
-        .take(batch_count)
-        .map(mean)
-        .collect();
+    let batch_means: Vec<f64> =
+        observations.chunks_exact(batch_size).take(batch_count).map(mean).collect();
     let grand_mean = mean(&batch_means);
     let degrees_of_freedom = u32::try_from(batch_count - 1).unwrap_or(u32::MAX);
     let standard_error = libm::sqrt(sample_variance(&batch_means) / batch_count as f64);
@@ -157,10 +154,7 @@ pub fn batch_means_ci95(observations: &[f64], batch_count: usize) -> Option<Inte
     if !(grand_mean.is_finite() && half_width.is_finite()) {
         return None;
     }
-    Some(Interval {
-        low: grand_mean - half_width,
-        high: grand_mean + half_width,
-    })
+    Some(Interval { low: grand_mean - half_width, high: grand_mean + half_width })
 }
 
 /// t(0.975, df) for df = 1..=30, index df − 1. Computed to 12 significant
@@ -201,12 +195,8 @@ const T_975_BY_DF: [f64; 30] = [
 
 /// Exact t(0.975, df) at the classic table rows beyond 30, from the same
 /// source; [`student_t_975`] interpolates between them in 1/df.
-const T_975_ANCHORS: [(u32, f64); 4] = [
-    (30, 2.04227245630),
-    (40, 2.02107539031),
-    (60, 2.00029782201),
-    (120, 1.97993040508),
-];
+const T_975_ANCHORS: [(u32, f64); 4] =
+    [(30, 2.04227245630), (40, 2.02107539031), (60, 2.00029782201), (120, 1.97993040508)];
 
 /// The standard normal 0.975 quantile, the limit of t as df → ∞.
 const NORMAL_975: f64 = 1.959_963_984_540_054;
@@ -228,11 +218,7 @@ fn compensated_sum(values: impl Iterator<Item = f64>) -> f64 {
     }
     // Once the sum is infinite or NaN the compensation is NaN; the plain sum
     // is then the honest answer.
-    if sum.is_finite() {
-        sum + compensation
-    } else {
-        sum
-    }
+    if sum.is_finite() { sum + compensation } else { sum }
 }
 
 #[cfg(test)]
@@ -276,11 +262,7 @@ mod tests {
         // Goal: values sharing an offset of 1e9 keep their variance (30), which Σx² − n·m² would lose.
         let xs = [1e9 + 4.0, 1e9 + 7.0, 1e9 + 13.0, 1e9 + 16.0];
         assert_eq!(mean(&xs), 1e9 + 10.0);
-        assert!(
-            (sample_variance(&xs) - 30.0).abs() < 1e-9,
-            "{}",
-            sample_variance(&xs)
-        );
+        assert!((sample_variance(&xs) - 30.0).abs() < 1e-9, "{}", sample_variance(&xs));
     }
 
     #[test]
@@ -321,10 +303,7 @@ mod tests {
         ];
         for (degrees_of_freedom, value) in expected {
             let actual = student_t_975(degrees_of_freedom);
-            assert!(
-                (actual - value).abs() < 5e-4,
-                "df={degrees_of_freedom}: {actual} vs {value}"
-            );
+            assert!((actual - value).abs() < 5e-4, "df={degrees_of_freedom}: {actual} vs {value}");
         }
         assert!((student_t_975(1_000_000) - 1.959964).abs() < 5e-6);
         assert!((student_t_975(u32::MAX) - NORMAL_975).abs() < 1e-9);
@@ -360,10 +339,7 @@ mod tests {
         let mut previous = student_t_975(1);
         for degrees_of_freedom in 2..=20_000 {
             let value = student_t_975(degrees_of_freedom);
-            assert!(
-                value <= previous,
-                "df={degrees_of_freedom}: {value} > {previous}"
-            );
+            assert!(value <= previous, "df={degrees_of_freedom}: {value} > {previous}");
             assert!(value > NORMAL_975);
             previous = value;
         }
@@ -372,10 +348,7 @@ mod tests {
     #[test]
     fn interval_helpers() {
         // Goal: contains() includes both ends; half_width and midpoint describe mean ± h.
-        let interval = Interval {
-            low: 1.0,
-            high: 4.0,
-        };
+        let interval = Interval { low: 1.0, high: 4.0 };
         assert!(interval.contains(1.0));
         assert!(interval.contains(4.0));
         assert!(interval.contains(2.5));
@@ -412,13 +385,7 @@ mod tests {
         // Goal: constant observations give the zero-width interval [y, y] exactly.
         let xs = vec![0.7; 1003];
         let interval = batch_means_ci95(&xs, 20).unwrap();
-        assert_eq!(
-            interval,
-            Interval {
-                low: 0.7,
-                high: 0.7
-            }
-        );
+        assert_eq!(interval, Interval { low: 0.7, high: 0.7 });
         assert_eq!(interval.half_width(), 0.0);
         assert!(interval.contains(0.7));
     }
@@ -442,10 +409,7 @@ mod tests {
             covered += usize::from(interval.contains(true_mean));
             half_width_sum += interval.half_width();
         }
-        assert!(
-            covered >= 90,
-            "only {covered} of {replications} intervals covered the mean"
-        );
+        assert!(covered >= 90, "only {covered} of {replications} intervals covered the mean");
         // E[s] = c4(20)·σ_batch with c4(20) ≈ 0.98693 and σ_batch = σ/√50.
         let expected_half_width = student_t_975(19) * 0.98693 * standard_deviation
             / libm::sqrt(f64::from(observations_per_run));

@@ -55,6 +55,7 @@ pub use storage::Storage;
 pub use time::{SimDuration, SimTime};
 pub use trace::{Component, TraceEvent, TraceHash, TraceSink};
 pub use world::{
-    DEAD_LETTERS_KEPT, DeadLetter, EngineStats, LinkView, NodeConfig, NodeView, PendingView,
-    ProcessStatus, ProcessView, ResourceConfig, ResourceView, RunOutcome, Sim, SimConfig,
+    DEAD_LETTERS_KEPT, DeadLetter, EngineStats, LinkView, NodeConfig, NodeSeries, NodeView,
+    PendingView, ProcessStatus, ProcessView, ResourceConfig, ResourceView, RunOutcome, Sim,
+    SimConfig,
 };

@@ -159,6 +159,11 @@ impl Metrics {
 /// A quantity that holds a value over time (a queue length, busy cores),
 /// integrated exactly: the sum of value × nanoseconds, in total and per
 /// interval of simulated time.
+///
+/// The per-interval series is bounded: when it would exceed
+/// [`TimeWeighted::INTERVALS_MAX`] entries, neighbouring intervals are
+/// merged and the interval doubles, so a long run keeps its whole history
+/// at a coarser grain instead of growing without limit.
 #[derive(Clone, Debug)]
 pub struct TimeWeighted {
     value: u64,
@@ -170,6 +175,9 @@ pub struct TimeWeighted {
 }
 
 impl TimeWeighted {
+    /// The longest per-interval series kept before intervals are merged.
+    pub const INTERVALS_MAX: usize = 4096;
+
     /// Starts at zero at time zero.
     pub fn new(interval: SimDuration) -> TimeWeighted {
         TimeWeighted {
@@ -196,12 +204,28 @@ impl TimeWeighted {
             let end = now.min((index as u64 + 1) * self.interval_ns);
             let area = u128::from(self.value) * u128::from(end - self.since);
             if self.per_interval.len() <= index {
+                if index >= Self::INTERVALS_MAX {
+                    self.coarsen();
+                    continue;
+                }
                 self.per_interval.resize(index + 1, 0);
             }
             self.per_interval[index] += area;
             self.total += area;
             self.since = end;
         }
+    }
+
+    /// Merges neighbouring intervals pairwise and doubles the interval.
+    fn coarsen(&mut self) {
+        let merged: Vec<u128> = self.per_interval.chunks(2).map(|pair| pair.iter().sum()).collect();
+        self.per_interval = merged;
+        self.interval_ns *= 2;
+    }
+
+    /// The current width of one interval of the series.
+    pub fn interval(&self) -> SimDuration {
+        SimDuration::from_nanos(self.interval_ns)
     }
 
     /// Sets a new value from `now` on.
@@ -256,6 +280,19 @@ mod tests {
         assert_eq!(queue.mean(SimTime::from_nanos(20)), 1.0);
         assert_eq!(queue.interval_means(), vec![1.0, 1.0]);
         assert_eq!(queue.max(), 2);
+    }
+
+    #[test]
+    fn the_series_coarsens_instead_of_growing_without_bound() {
+        let mut queue = TimeWeighted::new(SimDuration::from_nanos(1));
+        queue.set(SimTime::ZERO, 1);
+        let end = SimTime::from_nanos(10 * TimeWeighted::INTERVALS_MAX as u64);
+        queue.advance(end);
+        let means = queue.interval_means();
+        assert!(means.len() <= TimeWeighted::INTERVALS_MAX);
+        assert_eq!(queue.interval(), SimDuration::from_nanos(16));
+        assert!(means.iter().all(|mean| (*mean - 1.0).abs() < 1e-12), "a constant 1 stays 1");
+        assert_eq!(queue.mean(end), 1.0);
     }
 
     #[test]

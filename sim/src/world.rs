@@ -107,6 +107,8 @@ pub enum RunOutcome {
     TimeReached,
     /// The bound on events was reached.
     EventsMaxReached,
+    /// The caller's condition ([`Sim::run_while`]) stopped the run.
+    ConditionMet,
 }
 
 /// Counters of what the engine did, for reports and benchmarks.
@@ -350,14 +352,22 @@ pub struct NodeView {
     pub mean_ready_queue: f64,
     /// Longest the ready queue has been.
     pub ready_queue_max: u64,
-    /// Busy cores averaged over each metrics interval.
-    pub busy_cores_per_interval: Vec<f64>,
-    /// Work waiting for a core, averaged over each metrics interval.
-    pub ready_queue_per_interval: Vec<f64>,
     /// Unsynced storage records.
     pub unsynced_writes: usize,
     /// Processes hosted.
     pub processes: Vec<ProcessId>,
+}
+
+/// A node's load over time, one value per interval from time zero.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeSeries {
+    /// The width of each interval (the metrics interval, doubled as often as
+    /// needed to keep the series bounded; see [`crate::metrics::TimeWeighted`]).
+    pub interval: SimDuration,
+    /// Busy cores, averaged over each interval.
+    pub busy_cores: Vec<f64>,
+    /// Work waiting for a core, averaged over each interval.
+    pub ready_queue: Vec<f64>,
 }
 
 /// A process as seen from outside.
@@ -665,8 +675,8 @@ impl<M: Message> Sim<M> {
         }
     }
 
-    /// Runs until `done` says so (checked after each event), nothing is
-    /// pending, or the event bound is reached.
+    /// Runs while `keep_going` says so (asked before each event), until
+    /// nothing is pending, or until the event bound is reached.
     pub fn run_while(&mut self, mut keep_going: impl FnMut(&Sim<M>) -> bool) -> RunOutcome {
         while keep_going(self) {
             if self.core.stats.events >= self.core.config.events_max {
@@ -676,7 +686,7 @@ impl<M: Message> Sim<M> {
                 return RunOutcome::Idle;
             }
         }
-        RunOutcome::TimeReached
+        RunOutcome::ConditionMet
     }
 
     fn apply(&mut self, event: Event<M>) {
@@ -1195,10 +1205,24 @@ impl<M: Message> Sim<M> {
             utilisation: busy.mean(now) / f64::from(state.config.cores),
             mean_ready_queue: waiting.mean(now),
             ready_queue_max: waiting.max(),
-            busy_cores_per_interval: busy.interval_means(),
-            ready_queue_per_interval: waiting.interval_means(),
             unsynced_writes: state.storage.unsynced_count(),
             processes: state.processes.clone(),
+        }
+    }
+
+    /// A node's busy cores and ready queue over time, averaged per interval
+    /// (for charts; computed on demand, so a view of the node stays cheap).
+    pub fn node_series(&self, id: NodeId) -> NodeSeries {
+        let now = self.core.now;
+        let state = &self.core.nodes[id.index()];
+        let mut busy = state.busy.clone();
+        busy.advance(now);
+        let mut waiting = state.waiting.clone();
+        waiting.advance(now);
+        NodeSeries {
+            interval: busy.interval(),
+            busy_cores: busy.interval_means(),
+            ready_queue: waiting.interval_means(),
         }
     }
 

@@ -319,10 +319,7 @@ mod tests {
     }
 
     fn assert_close(actual: f64, expected: f64) {
-        assert!(
-            close(actual, expected, 1e-12),
-            "actual {actual}, expected {expected}"
-        );
+        assert!(close(actual, expected, 1e-12), "actual {actual}, expected {expected}");
     }
 
     #[test]
@@ -345,10 +342,7 @@ mod tests {
             let metrics = station(&StationModel::mmc(arrival_rate, 1.0 / service_rate, 1)).unwrap();
             let rho = arrival_rate / service_rate;
             assert_close(metrics.mean_wait, rho / (service_rate - arrival_rate));
-            assert_close(
-                metrics.mean_time_in_system,
-                1.0 / (service_rate - arrival_rate),
-            );
+            assert_close(metrics.mean_time_in_system, 1.0 / (service_rate - arrival_rate));
         }
     }
 
@@ -397,10 +391,7 @@ mod tests {
             let probability = erlang_c(1000, load);
             assert!(probability.is_finite());
             assert!((0.0..=1.0).contains(&probability));
-            assert!(
-                probability >= previous,
-                "a={load}: {probability} < {previous}"
-            );
+            assert!(probability >= previous, "a={load}: {probability} < {previous}");
             previous = probability;
         }
         // Reference from the direct formula in 50-digit arithmetic (mpmath).
@@ -461,14 +452,8 @@ mod tests {
             assert_eq!(station(&StationModel::mdc(arrival_rate, 1.0, 1)), None);
             assert_eq!(station(&StationModel::mgc(arrival_rate, 1.0, 3.0, 1)), None);
             assert_eq!(station(&StationModel::ddc(arrival_rate, 1.0, 1)), None);
-            assert_eq!(
-                station(&StationModel::mmc(4.0 * arrival_rate, 1.0, 4)),
-                None
-            );
-            assert_eq!(
-                station(&StationModel::ddc(4.0 * arrival_rate, 1.0, 4)),
-                None
-            );
+            assert_eq!(station(&StationModel::mmc(4.0 * arrival_rate, 1.0, 4)), None);
+            assert_eq!(station(&StationModel::ddc(4.0 * arrival_rate, 1.0, 4)), None);
             assert_eq!(tandem(&StationModel::mmc(arrival_rate, 1.0, 1), 3), None);
         }
     }
@@ -539,10 +524,7 @@ mod tests {
         assert_close(five.mean_number_in_system, 5.0 * one.mean_number_in_system);
         assert_eq!(five.utilisation, one.utilisation);
         // Little's law still holds end to end.
-        assert_close(
-            five.mean_number_in_system,
-            model.arrival_rate * five.mean_time_in_system,
-        );
+        assert_close(five.mean_number_in_system, model.arrival_rate * five.mean_time_in_system);
     }
 
     #[test]
