@@ -19,7 +19,7 @@
 //! - Faults come as a scripted [`FaultSchedule`] or drawn per seed as a
 //!   [`FaultMix`]; [`Sim::fired_faults`] says which fired and what they
 //!   touched.
-//! - The [trace](trace) records every step as a past-tense [`TraceEvent`];
+//! - The [`trace`] records every step as a past-tense [`TraceEvent`];
 //!   it is always hashed, and streamed to a [`TraceSink`] when one is
 //!   attached.
 //!

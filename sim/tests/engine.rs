@@ -480,8 +480,7 @@ fn first_divergence_points_at_the_first_differing_record() {
         sim.run_until(at_ms(25));
         sim.post(at_ms(25), receiver, if label == "a" { Msg::Hello(1) } else { Msg::Hello(2) });
         sim.run();
-        let records = sink.borrow().records.clone();
-        records
+        sink.borrow().records.clone()
     };
     let a = record("a");
     let b = record("b");
