@@ -126,8 +126,10 @@ proptest! {
     /// rounding) until it reaches the cap, where it stays.
     #[test]
     fn backoff_never_exceeds_its_cap_and_its_bound_grows_geometrically_until_the_cap(
-        base in 1u64..1_000_000_000,
-        cap_factor in 1u64..10_000,
+        // Tiny bases and caps are where off-by-one errors in the jitter
+        // or the cap show; large ones are where rounding and overflow do.
+        base in prop_oneof![1u64..4, 1u64..1_000_000_000],
+        cap_factor in prop_oneof![1u64..4, 1u64..10_000],
         multiplier in prop_oneof![Just(1.0), Just(2.0), 1.0f64..10.0],
         seed in any::<u64>(),
     ) {
