@@ -341,8 +341,9 @@ impl RetryPolicy {
         SimDuration::from_nanos(delay)
     }
 
-    /// The delay before the next attempt after `attempts_made` attempts,
-    /// or `None` if no attempt is left.
+    /// The delay before the next attempt after `attempts_made` attempts
+    /// (at least 1: the first attempt waits for nothing), or `None` if no
+    /// attempt is left.
     pub fn next_delay(&self, attempts_made: u32, stream: &mut Stream) -> Option<SimDuration> {
         if !self.may_retry(attempts_made) || attempts_made == 0 {
             return None;
