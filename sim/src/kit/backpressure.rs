@@ -38,7 +38,8 @@
 //!   ([`Intake::Demand`]) or never asking ([`Intake::Push`]).
 //!
 //! Trace events ([`Component::Backpressure`]): `dropped` and `rejected`
-//! (an overflow; key: the item's sequence, value: the buffer length),
+//! (an overflow; key: the arriving item's sequence, value: the buffer
+//! length),
 //! `requested` (demand sent upstream; key: the producer, value: `n`),
 //! `paused` and `resumed` (the producer's source; key: the consumer, value:
 //! items made so far), `completed` (the producer sent, or the consumer
@@ -50,6 +51,12 @@
 //! `NAME.sent`, `NAME.paused`, `NAME.refused` (producer); latency histogram
 //! `NAME.latency` (from production to the end of processing, read on the
 //! consumer's clock, so meaningful when the two clocks agree).
+//!
+//! Demand lives in process memory: if the producer restarts it forgets the
+//! demand it was given (the flow stalls, visible as a paused producer and
+//! a consumer with outstanding demand), and if the consumer restarts it
+//! asks for its whole bound again (the excess is shed by its buffer's
+//! policy and counted, never held beyond the bound).
 //!
 //! # Example
 //!
@@ -72,7 +79,7 @@
 //!         name: "orders".into(),
 //!         downstream: consumer_id,
 //!         interval: SimDuration::from_millis(1),
-//!         count: Some(200),
+//!         item_count: Some(200),
 //!         pace: Pace::OnDemand,
 //!     },
 //!     |sequence| sequence,
@@ -351,7 +358,12 @@ impl<T> BoundedBuffer<T> {
     /// [`BoundedBuffer::offer`], reporting an overflow as a `dropped` or
     /// `rejected` trace event about `key` (with the length as value) and a
     /// counter, and sampling the length.
-    pub fn offer_observed<M: Message>(&mut self, ctx: &mut Ctx<'_, M>, key: u64, item: T) -> Offer<T> {
+    pub fn offer_observed<M: Message>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        key: u64,
+        item: T,
+    ) -> Offer<T> {
         let outcome = self.offer(item);
         let length = self.items.len() as i64;
         match &outcome {
@@ -389,9 +401,11 @@ impl<T> BoundedBuffer<T> {
 /// for _ in 0..4 {
 ///     assert!(demand.received());
 /// }
-/// assert!(!demand.received(), "a fifth item was never asked for");
 /// assert_eq!(demand.released(), None, "one free slot is less than a batch");
 /// assert_eq!(demand.released(), Some(2));
+/// assert!(demand.received());
+/// assert!(demand.received());
+/// assert!(!demand.received(), "this one was never asked for");
 /// # Ok::<(), sim::kit::ConfigError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -569,13 +583,13 @@ pub struct ProducerConfig {
     /// Time between two items of its source (its rate is one per interval).
     pub interval: SimDuration,
     /// Items to make before sending [`Flow::Completed`]; `None`: forever.
-    pub count: Option<u64>,
+    pub item_count: Option<u64>,
     /// Whether it heeds demand.
     pub pace: Pace,
 }
 
 impl ProducerConfig {
-    /// Rejects an empty name, a zero interval and a zero count.
+    /// Rejects an empty name, a zero interval and a zero item count.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::new("backpressure.name", "\"\"", "a non-empty metric prefix"));
@@ -583,8 +597,8 @@ impl ProducerConfig {
         if self.interval == SimDuration::ZERO {
             return Err(ConfigError::new("backpressure.interval", self.interval, "more than 0"));
         }
-        if self.count == Some(0) {
-            return Err(ConfigError::new("backpressure.count", 0, "at least 1 (or none)"));
+        if self.item_count == Some(0) {
+            return Err(ConfigError::new("backpressure.item_count", 0, "at least 1 (or none)"));
         }
         Ok(())
     }
@@ -662,7 +676,7 @@ impl<M, T> Producer<M, T> {
     }
 
     fn source_exhausted(&self) -> bool {
-        self.config.count.is_some_and(|count| self.produced >= count)
+        self.config.item_count.is_some_and(|count| self.produced >= count)
     }
 }
 
@@ -677,7 +691,12 @@ impl<M: Carry<Flow<T>>, T: Clone + 'static> Producer<M, T> {
         }
         if self.source_exhausted() && self.held.is_none() {
             ctx.send(self.config.downstream, M::wrap(Flow::Completed));
-            ctx.trace(Component::Backpressure, "completed", self.downstream_key(), self.sent as i64);
+            ctx.trace(
+                Component::Backpressure,
+                "completed",
+                self.downstream_key(),
+                self.sent as i64,
+            );
         }
     }
 
@@ -736,7 +755,12 @@ impl<M: Carry<Flow<T>>, T: Clone + 'static> Process<M> for Producer<M, T> {
         if self.config.pace == Pace::OnDemand && self.demand == 0 {
             self.held = Some((sequence, produced_at));
             ctx.count(&self.metrics[2], 1);
-            ctx.trace(Component::Backpressure, "paused", self.downstream_key(), self.produced as i64);
+            ctx.trace(
+                Component::Backpressure,
+                "paused",
+                self.downstream_key(),
+                self.produced as i64,
+            );
             return;
         }
         self.send_item(ctx, sequence, produced_at);
@@ -829,7 +853,8 @@ impl<M, T> Consumer<M, T> {
             _ => None,
         };
         let name = &config.buffer.name;
-        let metrics = ["requested", "processed", "latency"].map(|metric| format!("{name}.{metric}"));
+        let metrics =
+            ["requested", "processed", "latency"].map(|metric| format!("{name}.{metric}"));
         Ok(Consumer {
             buffer: BoundedBuffer::new(config.buffer.clone())?,
             config,

@@ -22,14 +22,18 @@ fn secs(secs: u64) -> SimTime {
     SimTime::from_nanos(secs * 1_000_000_000)
 }
 
-/// Keeps the backpressure trace events of a run: (kind, key, value).
+/// One backpressure trace event: (kind, key, value).
+type Event = (&'static str, u64, i64);
+
+/// Keeps the backpressure trace events of a run.
 #[derive(Clone, Default)]
-struct Events(Rc<RefCell<Vec<(&'static str, u64, i64)>>>);
+struct Events(Rc<RefCell<Vec<Event>>>);
 
 impl TraceSink for Events {
     fn record(&mut self, record: &TraceRecord<'_>) {
-        if let TraceEvent::Component { component: Component::Backpressure, kind, key, value, .. } =
-            record.event
+        if let TraceEvent::Component {
+            component: Component::Backpressure, kind, key, value, ..
+        } = record.event
         {
             self.0.borrow_mut().push((kind, *key, *value));
         }
@@ -52,7 +56,7 @@ struct Line {
 
 fn line(
     interval: SimDuration,
-    count: Option<u64>,
+    item_count: Option<u64>,
     pace: Pace,
     service_time: SimDuration,
     buffer: BufferConfig,
@@ -70,7 +74,7 @@ fn line(
         name: "producer".into(),
         downstream: consumer_id,
         interval,
-        count,
+        item_count,
         pace,
     };
     let producer: Producer<World, u64> = Producer::new(config, |sequence| sequence).unwrap();
@@ -95,8 +99,8 @@ impl Line {
 #[test]
 fn drop_newest_keeps_the_first_items_and_discards_arrivals() {
     // Goal: a full DropNewest buffer hands back the arriving item untouched.
-    let mut buffer = BoundedBuffer::new(BufferConfig::bounded("b", 2, OverflowPolicy::DropNewest))
-        .unwrap();
+    let mut buffer =
+        BoundedBuffer::new(BufferConfig::bounded("b", 2, OverflowPolicy::DropNewest)).unwrap();
     assert_eq!(buffer.offer(1), Offer::Accepted);
     assert_eq!(buffer.offer(2), Offer::Accepted);
     assert_eq!(buffer.offer(3), Offer::DroppedNewest(3));
@@ -107,8 +111,8 @@ fn drop_newest_keeps_the_first_items_and_discards_arrivals() {
 #[test]
 fn drop_oldest_keeps_the_freshest_items() {
     // Goal: a full DropOldest buffer evicts its head to take the arrival.
-    let mut buffer = BoundedBuffer::new(BufferConfig::bounded("b", 2, OverflowPolicy::DropOldest))
-        .unwrap();
+    let mut buffer =
+        BoundedBuffer::new(BufferConfig::bounded("b", 2, OverflowPolicy::DropOldest)).unwrap();
     for item in 1..=4 {
         buffer.offer(item);
     }
@@ -163,8 +167,7 @@ fn invalid_configurations_are_rejected_naming_the_field() {
     assert_eq!(field(buffer.validate()), "backpressure.name");
 
     let consumer = |buffer: BufferConfig, intake: Intake| {
-        let config =
-            ConsumerConfig { upstream: ProcessId(0), buffer, service_time: ms(1), intake };
+        let config = ConsumerConfig { upstream: ProcessId(0), buffer, service_time: ms(1), intake };
         Consumer::<World, u64>::new(config).map(drop)
     };
     let bounded = BufferConfig::bounded("inbox", 4, OverflowPolicy::Reject);
@@ -174,18 +177,18 @@ fn invalid_configurations_are_rejected_naming_the_field() {
     assert_eq!(field(consumer(BufferConfig::unbounded("u"), demand(1))), "backpressure.capacity");
     assert!(consumer(bounded, demand(4)).is_ok());
 
-    let producer = |interval, count| {
+    let producer = |interval, item_count| {
         let config = ProducerConfig {
             name: "p".into(),
             downstream: ProcessId(1),
             interval,
-            count,
+            item_count,
             pace: Pace::Push,
         };
         Producer::<World, u64>::new(config, |sequence| sequence).map(drop)
     };
     assert_eq!(field(producer(SimDuration::ZERO, None)), "backpressure.interval");
-    assert_eq!(field(producer(ms(1), Some(0))), "backpressure.count");
+    assert_eq!(field(producer(ms(1), Some(0))), "backpressure.item_count");
 }
 
 // ----- demand bookkeeping -----
