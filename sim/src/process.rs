@@ -93,6 +93,12 @@ pub trait Process<M: Message>: Any {
         let _ = reason;
         ctx.restart(child);
     }
+    /// Called when this process's supervisor resumes it after a failure,
+    /// before any message that waited meanwhile. Timers that came due while
+    /// it was suspended fire right after this.
+    fn on_resumed(&mut self, ctx: &mut Ctx<'_, M>) {
+        let _ = ctx;
+    }
     /// Called when a [`Ctx::sync`] completes: earlier appends are durable.
     fn on_synced(&mut self, ctx: &mut Ctx<'_, M>, tag: u64) {
         let _ = (ctx, tag);

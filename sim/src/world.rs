@@ -254,6 +254,8 @@ pub(crate) struct ProcessState<M> {
     /// Sequential mode: a message is being handled (its work not done yet).
     busy: bool,
     work_outstanding: u32,
+    /// Timers that came due while the process was suspended.
+    deferred_timers: Vec<(TimerId, u64)>,
 }
 
 struct Envelope<M> {
@@ -320,6 +322,16 @@ enum Event<M> {
     },
     Fault {
         index: u32,
+    },
+    DeferredTimer {
+        process: ProcessId,
+        incarnation: u32,
+        timer: TimerId,
+        tag: u64,
+    },
+    Resumed {
+        process: ProcessId,
+        incarnation: u32,
     },
     ChildFailed {
         supervisor: ProcessId,
@@ -584,6 +596,7 @@ impl<M: Message> Sim<M> {
             queued: VecDeque::new(),
             busy: false,
             work_outstanding: 0,
+            deferred_timers: Vec::new(),
         });
         let instance = if up { Some(factory()) } else { None };
         self.slots.push(Slot { instance, factory: Box::new(factory) });
@@ -729,13 +742,30 @@ impl<M: Message> Sim<M> {
                 let (process, incarnation, tag, generation) =
                     (timer.process, timer.incarnation, timer.tag, timer.generation);
                 self.core.free_timer(slot);
+                let id = TimerId { slot, generation };
+                let state = &mut self.core.processes[process.index()];
+                if state.status == ProcessStatus::Suspended && state.incarnation == incarnation {
+                    // Kept until the supervisor decides: a resumed process
+                    // gets it then, a restarted or stopped one never does.
+                    state.deferred_timers.push((id, tag));
+                    return;
+                }
+                self.fire_timer(process, incarnation, id, tag);
+            }
+            Event::DeferredTimer { process, incarnation, timer, tag } => {
+                self.fire_timer(process, incarnation, timer, tag);
+            }
+            Event::Resumed { process, incarnation } => {
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }
-                self.core.stats.timers_fired += 1;
-                self.core.tracer.emit(self.core.now, TraceEvent::TimerFired { process, tag });
-                let id = TimerId { slot, generation };
-                self.with_process(process, |instance, ctx| instance.on_timer(ctx, id, tag));
+                self.with_process(process, |instance, ctx| instance.on_resumed(ctx));
+                let state = &mut self.core.processes[process.index()];
+                for (timer, tag) in std::mem::take(&mut state.deferred_timers) {
+                    let event = Event::DeferredTimer { process, incarnation, timer, tag };
+                    self.core.queue.push(self.core.now, event);
+                }
+                self.core.schedule_drain(process);
             }
             Event::WorkDone { node, epoch, process, incarnation, tag } => {
                 if self.core.nodes[node.index()].epoch != epoch {
@@ -782,6 +812,15 @@ impl<M: Message> Sim<M> {
                 });
             }
         }
+    }
+
+    fn fire_timer(&mut self, process: ProcessId, incarnation: u32, timer: TimerId, tag: u64) {
+        if !self.core.is_current(process, incarnation) {
+            return;
+        }
+        self.core.stats.timers_fired += 1;
+        self.core.tracer.emit(self.core.now, TraceEvent::TimerFired { process, tag });
+        self.with_process(process, |instance, ctx| instance.on_timer(ctx, timer, tag));
     }
 
     fn deliver(&mut self, envelope: Envelope<M>, to: ProcessId) {
@@ -888,10 +927,10 @@ impl<M: Message> Sim<M> {
                     let state = &mut self.core.processes[process.index()];
                     if state.status == ProcessStatus::Suspended {
                         state.status = ProcessStatus::Running;
-                        self.core
-                            .tracer
-                            .emit(self.core.now, TraceEvent::ProcessResumed { process });
-                        self.core.schedule_drain(process);
+                        let incarnation = state.incarnation;
+                        let now = self.core.now;
+                        self.core.tracer.emit(now, TraceEvent::ProcessResumed { process });
+                        self.core.queue.push(now, Event::Resumed { process, incarnation });
                     }
                 }
             }
@@ -927,6 +966,7 @@ impl<M: Message> Sim<M> {
         state.incarnation += 1;
         state.busy = false;
         state.work_outstanding = 0;
+        state.deferred_timers.clear();
         let incarnation = state.incarnation;
         // The old state is dropped here; the mailbox survives the restart.
         let slot = &mut self.slots[process.index()];
@@ -943,6 +983,7 @@ impl<M: Message> Sim<M> {
         state.incarnation += 1;
         state.busy = false;
         state.work_outstanding = 0;
+        state.deferred_timers.clear();
         let backlog: Vec<Envelope<M>> = state.queued.drain(..).collect();
         self.slots[process.index()].instance = None;
         self.core.tracer.emit(self.core.now, TraceEvent::ProcessStopped { process });
@@ -1053,6 +1094,7 @@ impl<M: Message> Sim<M> {
             process_state.status = ProcessStatus::Down;
             process_state.incarnation += 1;
             process_state.queued.clear();
+            process_state.deferred_timers.clear();
             process_state.busy = false;
             process_state.work_outstanding = 0;
             // Dropping the instance is what loses the volatile state.
@@ -1152,6 +1194,10 @@ impl<M: Message> Sim<M> {
                     Event::Fault { index } => {
                         ("fault", None, self.core.faults[*index as usize].fault.to_string())
                     }
+                    Event::DeferredTimer { process, tag, .. } => {
+                        ("timer", Some(*process), format!("tag {tag} (deferred)"))
+                    }
+                    Event::Resumed { process, .. } => ("resumed", Some(*process), String::new()),
                     Event::ChildFailed { supervisor, child, reason, .. } => {
                         ("child_failed", Some(*supervisor), format!("{child}: {reason}"))
                     }

@@ -603,3 +603,48 @@ fn messages_that_arrive_while_suspended_are_handled_in_order_after_resume() {
     sim.run();
     assert_eq!(sim.process_state::<Fragile>(child).unwrap().seen, vec![7, 8, 9]);
 }
+
+#[test]
+fn a_resumed_process_is_told_and_gets_the_timers_that_came_due_while_suspended() {
+    // The child sets a 2 ms timer, then fails at 1 ms; its supervisor
+    // resumes it at 5 ms. The timer came due at 2 ms, while suspended.
+    #[derive(Default)]
+    struct Napper {
+        resumed: bool,
+        fired: Vec<i64>,
+    }
+    impl Process<Msg> for Napper {
+        fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
+            ctx.set_timer(ms(2), 7);
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, _: ProcessId, _: Msg) {
+            ctx.fail("tired");
+        }
+        fn on_timer(&mut self, ctx: &mut Ctx<'_, Msg>, _: TimerId, _: u64) {
+            assert!(self.resumed, "on_resumed comes before deferred timers");
+            self.fired.push(ctx.now_local().as_nanos());
+        }
+        fn on_resumed(&mut self, _: &mut Ctx<'_, Msg>) {
+            self.resumed = true;
+        }
+    }
+    struct LateParent;
+    impl Process<Msg> for LateParent {
+        fn on_message(&mut self, _: &mut Ctx<'_, Msg>, _: ProcessId, _: Msg) {}
+        fn on_child_failed(&mut self, ctx: &mut Ctx<'_, Msg>, child: ProcessId, _: &'static str) {
+            ctx.set_timer(ms(4), u64::from(child.0));
+        }
+        fn on_timer(&mut self, ctx: &mut Ctx<'_, Msg>, _: TimerId, tag: u64) {
+            ctx.resume(ProcessId(tag as u32));
+        }
+    }
+    let (mut sim, nodes) = world(1);
+    let child = sim.spawn(nodes[0], "child", Napper::default);
+    let parent = sim.spawn(nodes[0], "parent", || LateParent);
+    sim.supervise(child, parent);
+    sim.post(at_ms(1), child, Msg::Hello(0));
+    sim.run();
+    let napper = sim.process_state::<Napper>(child).unwrap();
+    assert!(napper.resumed);
+    assert_eq!(napper.fired, vec![5_000_000], "fired on resume at 5 ms, not lost");
+}
