@@ -735,14 +735,13 @@ impl SagaState {
             {
                 SagaPhase::Compensating { step }
             }
-            (SagaPhase::Compensating { step }, SagaRecord::StepCompensated { step: undone, .. })
-                if undone == step =>
-            {
-                match step.checked_sub(1) {
-                    Some(previous) => SagaPhase::Compensating { step: previous },
-                    None => SagaPhase::Aborted,
-                }
-            }
+            (
+                SagaPhase::Compensating { step },
+                SagaRecord::StepCompensated { step: undone, .. },
+            ) if undone == step => match step.checked_sub(1) {
+                Some(previous) => SagaPhase::Compensating { step: previous },
+                None => SagaPhase::Aborted,
+            },
             (SagaPhase::Completed, SagaRecord::Completed { .. }) => SagaPhase::Completed,
             (SagaPhase::Aborted, SagaRecord::Aborted { .. }) => SagaPhase::Aborted,
             (phase, record) => panic!("{}: record {record:?} cannot follow {phase:?}", self.saga),
@@ -855,7 +854,9 @@ impl<M: Carry<SagaProtocol>> SagaCoordinator<M> {
     fn start(&mut self, ctx: &mut Ctx<'_, M>, requester: ProcessId, saga: SagaId) {
         if let Some(instance) = self.instances.get(&saga) {
             match instance.state.phase {
-                SagaPhase::Completed => notify(ctx, requester, SagaProtocol::SagaCompleted { saga }),
+                SagaPhase::Completed => {
+                    notify(ctx, requester, SagaProtocol::SagaCompleted { saga })
+                }
                 SagaPhase::Aborted => notify(ctx, requester, SagaProtocol::SagaAborted { saga }),
                 // Already running: a duplicate start changes nothing.
                 _ => ctx.count("saga.duplicate_starts", 1),
@@ -1022,8 +1023,13 @@ impl<M: Carry<SagaProtocol>> Process<M> for SagaCoordinator<M> {
             match record {
                 SagaRecord::Started { saga, .. } => {
                     let state = self.saga.restore(record);
-                    let instance =
-                        Instance { state, version: 0, timer: None, backing_off: false, attempts: 0 };
+                    let instance = Instance {
+                        state,
+                        version: 0,
+                        timer: None,
+                        backing_off: false,
+                        attempts: 0,
+                    };
                     let previous = self.instances.insert(*saga, instance);
                     assert!(previous.is_none(), "{saga} started twice in the log");
                 }
@@ -1220,9 +1226,18 @@ pub struct SagaParticipant<M> {
     ledger: StepLedger,
     script: ParticipantScript,
     /// Answers waiting for the sync with this tag, with the fact to report.
-    unsynced: BTreeMap<u64, Vec<(ProcessId, SagaProtocol, Option<&'static str>)>>,
+    unsynced: BTreeMap<u64, Answer>,
     next_tag: u64,
     world: PhantomData<fn(M)>,
+}
+
+/// An answer waiting for the participant's log to be durable.
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    to: ProcessId,
+    answer: SagaProtocol,
+    /// The trace kind of the fact it reports, if it reports a new one.
+    fact: Option<&'static str>,
 }
 
 /// A participant's log record.
@@ -1271,7 +1286,7 @@ impl<M: Carry<SagaProtocol>> SagaParticipant<M> {
     ) {
         let tag = self.next_tag;
         self.next_tag += 1;
-        self.unsynced.insert(tag, vec![(to, answer, fact)]);
+        self.unsynced.insert(tag, Answer { to, answer, fact });
         ctx.sync(tag);
     }
 }
@@ -1340,20 +1355,18 @@ impl<M: Carry<SagaProtocol>> Process<M> for SagaParticipant<M> {
     }
 
     fn on_synced(&mut self, ctx: &mut Ctx<'_, M>, tag: u64) {
-        let Some(answers) = self.unsynced.remove(&tag) else { return };
-        for (to, answer, fact) in answers {
-            if let (
-                Some(kind),
-                SagaProtocol::Executed { saga, step }
-                | SagaProtocol::Failed { saga, step }
-                | SagaProtocol::Compensated { saga, step },
-            ) = (fact, answer)
-            {
-                ctx.trace(Component::Saga, kind, saga.0, i64::from(step));
-                ctx.count(&format!("saga.{kind}"), 1);
-            }
-            ctx.send(to, M::wrap(answer));
+        let Some(Answer { to, answer, fact }) = self.unsynced.remove(&tag) else { return };
+        if let (
+            Some(kind),
+            SagaProtocol::Executed { saga, step }
+            | SagaProtocol::Failed { saga, step }
+            | SagaProtocol::Compensated { saga, step },
+        ) = (fact, answer)
+        {
+            ctx.trace(Component::Saga, kind, saga.0, i64::from(step));
+            ctx.count(&format!("saga.{kind}"), 1);
         }
+        ctx.send(to, M::wrap(answer));
     }
 }
 

@@ -153,7 +153,8 @@ fn replaying_the_records_rebuilds_the_same_state() {
     let saga = saga_with(None);
     let (mut live, started) = saga.begin(SagaId(3), ProcessId(9), LocalTime(5));
     let mut log = vec![started];
-    for input in [SagaInput::Executed { step: 0 }, SagaInput::Executed { step: 1 }, SagaInput::TimedOut]
+    for input in
+        [SagaInput::Executed { step: 0 }, SagaInput::Executed { step: 1 }, SagaInput::TimedOut]
     {
         if let SagaDecision::Log(records) = live.decide(input) {
             records.iter().for_each(|record| live.apply(record));
