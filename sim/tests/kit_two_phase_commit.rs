@@ -10,8 +10,8 @@ use sim::kit::saga::{
     Saga, SagaCoordinator, SagaDefinition, SagaId, SagaParticipant, SagaPhase, SagaProtocol,
 };
 use sim::kit::two_phase_commit::{
-    ParticipantConfig, TransactionId, TransactionPhase, TwoPhaseCommitConfig, TwoPhaseCoordinator,
-    TwoPhaseParticipant, TwoPhaseProtocol,
+    ParticipantConfig, RoundPhase, TransactionId, TransactionPhase, TwoPhaseCommitConfig,
+    TwoPhaseCoordinator, TwoPhaseParticipant, TwoPhaseProtocol,
 };
 use sim::trace::{MemorySink, TraceEvent};
 use sim::{
@@ -340,6 +340,44 @@ fn a_cut_off_participant_learns_a_commit_from_its_peers_with_cooperative_termina
     let cooperative = lock_held(true);
     assert!(alone >= ms(4_990), "alone: {alone}");
     assert!(cooperative >= ms(500) && cooperative <= ms(510), "cooperative: {cooperative}");
+}
+
+#[test]
+fn a_recovered_coordinator_resends_its_decision_to_participants_that_missed_it() {
+    // Goal: recovery re-sends a logged decision. C is cut off when the
+    // Commit goes out (3 ms); the coordinator crashes at 100 ms, before its
+    // first re-send, and comes back at 300 ms, after the partition healed:
+    // it replays its log and sends Commit again, and C commits.
+    let mut setup = Setup::new();
+    setup.faults = FaultSchedule::new()
+        .window(
+            SimTime::from_nanos(3_500_000),
+            at_ms(150),
+            Fault::Partition { side_a: vec![COORDINATOR_NODE], side_b: vec![participant_node(2)] },
+        )
+        .window(at_ms(100), at_ms(300), Fault::CrashNode { node: COORDINATOR_NODE });
+    let world = run(&setup);
+    assert_eq!(kinds_of(&world, world.coordinator), [("committed", 3), ("recovered", 1)]);
+    let c = world.participants[2];
+    assert_eq!(first_time(&world, c, "committed"), at_ms(301));
+    let coordinator = world.sim.process_state::<Coordinator>(world.coordinator).unwrap();
+    let (_, round) = coordinator.rounds().next().unwrap();
+    assert_eq!(round.phase(), &RoundPhase::Ended { commit: true });
+}
+
+#[test]
+fn the_same_setup_gives_the_same_trace() {
+    // Goal: a two-phase-commit world is deterministic (same seed, same hash).
+    let mut setup = Setup::new();
+    setup.transactions = vec![(TransactionId(1), 0), (TransactionId(2), 5)];
+    setup.cooperative = true;
+    setup.link = LinkConfig { duplicate: 0.2, reorder: 0.2, reorder_window: ms(5), ..setup.link };
+    setup.faults = FaultSchedule::new().window(
+        at_ms(2),
+        at_ms(700),
+        Fault::CrashNode { node: COORDINATOR_NODE },
+    );
+    assert_eq!(run(&setup).sim.trace_hash(), run(&setup).sim.trace_hash());
 }
 
 /// Up to `count` crash-and-restart windows of `node`, at microsecond

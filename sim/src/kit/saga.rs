@@ -771,6 +771,10 @@ impl SagaState {
 /// when `active_max` sagas are already running. A refusal or a timeout
 /// that changes nothing (past the pivot) is traced as `step_failed` or
 /// `step_timed_out` at once.
+///
+/// `active_max` bounds the sagas running at once; finished ones stay
+/// remembered (one small entry each, as in the log) so that a repeated
+/// start gets the same outcome instead of running the saga again.
 pub struct SagaCoordinator<M> {
     saga: Saga,
     log: String,

@@ -678,6 +678,11 @@ fn send_all<M: Carry<TwoPhaseProtocol>>(
 /// `aborted` when the decision is durable (value = `Yes` votes counted);
 /// `recovered` after a restart for each transaction it had not finished
 /// (value 1: commit re-sent, 0: abort); `rejected` beyond `active_max`.
+///
+/// `active_max` bounds the transactions in progress; ended ones stay
+/// remembered (one small entry each, as in its log, which is never
+/// compacted) so that a late query or a repeated begin gets the same
+/// answer.
 pub struct TwoPhaseCoordinator<M> {
     config: TwoPhaseCommitConfig,
     log: String,
