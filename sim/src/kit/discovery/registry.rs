@@ -240,20 +240,43 @@ impl RegistryConfig {
 struct Lease {
     expiry: TimeoutDetector,
     suspicion: Option<Monitor<Detector>>,
+    /// When this lease next needs a look, kept up to date by
+    /// [`Lease::refresh`] (a phi detector's deadline takes a search to
+    /// find, so it is not recomputed at every message).
+    deadline: LocalTime,
 }
 
 impl Lease {
+    fn new(expiry: TimeoutDetector, suspicion: Option<Monitor<Detector>>) -> Lease {
+        let mut lease = Lease { expiry, suspicion, deadline: LocalTime(0) };
+        lease.refresh();
+        lease
+    }
+
     fn is_live(&self) -> bool {
         !self.suspicion.as_ref().is_some_and(Monitor::is_suspected)
     }
 
-    /// When this lease next needs a look: expiry, or suspicion.
-    fn deadline(&self) -> LocalTime {
+    /// Recomputes the deadline: expiry, or suspicion if that comes first.
+    fn refresh(&mut self) {
         let expiry = self.expiry.suspicion_deadline();
-        match self.suspicion.as_ref().and_then(Monitor::next_check) {
+        self.deadline = match self.suspicion.as_ref().and_then(Monitor::next_check) {
             Some(suspicion) => suspicion.min(expiry),
             None => expiry,
-        }
+        };
+    }
+
+    fn heartbeat(&mut self, now: LocalTime) -> Option<Transition> {
+        self.expiry.heartbeat(now);
+        let transition = self.suspicion.as_mut().and_then(|monitor| monitor.heartbeat(now));
+        self.refresh();
+        transition
+    }
+
+    fn check(&mut self, now: LocalTime) -> Option<Transition> {
+        let transition = self.suspicion.as_mut().and_then(|monitor| monitor.check(now));
+        self.refresh();
+        transition
     }
 }
 
@@ -341,7 +364,7 @@ impl<M: Carry<Discovery>> Registry<M> {
         let suspicion = self.config.detector.map(|config| {
             Monitor::new(Detector::new(config, now).expect("validated with the registry"))
         });
-        Lease { expiry, suspicion }
+        Lease::new(expiry, suspicion)
     }
 
     /// Registers or renews; returns whether the instance is now registered.
@@ -349,11 +372,7 @@ impl<M: Carry<Discovery>> Registry<M> {
         let now = ctx.now_local();
         let entry = self.services.entry(service.clone()).or_default();
         if let Some(lease) = entry.leases.get_mut(&instance) {
-            lease.expiry.heartbeat(now);
-            let recovered = match &mut lease.suspicion {
-                Some(monitor) => monitor.heartbeat(now) == Some(Transition::Recovered),
-                None => false,
-            };
+            let recovered = lease.heartbeat(now) == Some(Transition::Recovered);
             ctx.count("discovery.renewed", 1);
             if recovered {
                 let live = entry.live().len();
@@ -400,9 +419,7 @@ impl<M: Carry<Discovery>> Registry<M> {
             for (instance, lease) in &mut entry.leases {
                 if lease.expiry.suspects(now) {
                     evicted.push((*instance, lease.expiry.silence(now)));
-                } else if let Some(monitor) = &mut lease.suspicion
-                    && monitor.check(now) == Some(Transition::Suspected)
-                {
+                } else if lease.check(now) == Some(Transition::Suspected) {
                     suspected.push(*instance);
                 }
             }
@@ -454,7 +471,7 @@ impl<M: Carry<Discovery>> Registry<M> {
         let earliest = self
             .services
             .values()
-            .flat_map(|entry| entry.leases.values().map(Lease::deadline))
+            .flat_map(|entry| entry.leases.values().map(|lease| lease.deadline))
             .min();
         let Some(earliest) = earliest else { return };
         if let Some((timer, armed_for)) = self.alarm {
@@ -515,6 +532,13 @@ impl<M: Carry<Discovery>> Registry<M> {
         }
     }
 
+    /// Forgets services with no instances and no watchers, so that names
+    /// seen once (a rejected registration, an evicted service) do not
+    /// accumulate.
+    fn prune(&mut self) {
+        self.services.retain(|_, entry| !entry.leases.is_empty() || !entry.watchers.is_empty());
+    }
+
     fn snapshot(&self, service: &ServiceName) -> Vec<(ServiceName, Vec<ProcessId>)> {
         vec![(service.clone(), self.live_instances(service))]
     }
@@ -529,6 +553,7 @@ impl<M: Carry<Discovery>> Process<M> for Registry<M> {
         // Messages of other protocols are not for the registry.
         if let Ok(message) = message.unwrap() {
             self.handle(ctx, from, message);
+            self.prune();
             self.arm(ctx);
         }
     }
@@ -539,6 +564,7 @@ impl<M: Carry<Discovery>> Process<M> for Registry<M> {
         }
         let before = self.sweep(ctx);
         self.notify_changes(ctx, before);
+        self.prune();
         self.arm(ctx);
     }
 }
