@@ -685,7 +685,7 @@ fn registry_with_a_phi_detector_hides_a_partitioned_instance_before_evicting_it(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Law: the registry evicts a crashed instance within TTL + one
     /// heartbeat interval of the crash, and not before the crash.
@@ -825,7 +825,7 @@ fn recipient_acknowledges_duplicates_but_hands_each_message_on_once() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Law: across a move (the instance's node crashes, a new instance on
     /// another node registers), a virtual address delivers or dead-letters
