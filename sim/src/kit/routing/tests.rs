@@ -284,7 +284,6 @@ fn sample_keys(count: u64) -> Vec<Vec<u8>> {
 }
 
 proptest! {
-
     /// Law: when a member joins a ring of N, the share of the key space
     /// that moves is about 1/(N+1), and every moved key moves to the new
     /// member; keys outside the moved ranges keep their owner.
