@@ -117,8 +117,12 @@ pub trait Crdt: Clone + fmt::Debug + PartialEq + 'static {
 
     /// Applies a local update made by `replica` when its node's clock read
     /// `now` (only clock-based types use `now`).
-    fn apply_update(&mut self, replica: ReplicaId, now: LocalTime, update: &Self::Update)
-    -> Outcome;
+    fn apply_update(
+        &mut self,
+        replica: ReplicaId,
+        now: LocalTime,
+        update: &Self::Update,
+    ) -> Outcome;
 
     /// Joins `other`'s state into this one.
     fn merge_state(&mut self, other: &Self) -> Outcome;
@@ -526,8 +530,7 @@ impl<T: Clone> LwwRegister<T> {
             }
             Some(mine) if mine.stamp < theirs.stamp => {
                 if !has_seen(&theirs.seen, &mine.stamp) {
-                    outcome.write_lost =
-                        Some(LostWrite { lost: mine.stamp, winner: theirs.stamp });
+                    outcome.write_lost = Some(LostWrite { lost: mine.stamp, winner: theirs.stamp });
                 }
                 self.current = Some(theirs.clone());
                 outcome.changed = true;
@@ -535,8 +538,7 @@ impl<T: Clone> LwwRegister<T> {
             Some(mine) => {
                 let news = !has_seen(&seen_before, &theirs.stamp);
                 if mine.stamp > theirs.stamp && news && !has_seen(&mine.seen, &theirs.stamp) {
-                    outcome.write_lost =
-                        Some(LostWrite { lost: theirs.stamp, winner: mine.stamp });
+                    outcome.write_lost = Some(LostWrite { lost: theirs.stamp, winner: mine.stamp });
                 }
             }
         }

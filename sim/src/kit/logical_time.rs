@@ -380,7 +380,10 @@ impl HybridLogicalClock {
     /// A clock that has seen no event, if `config` is valid.
     pub fn new(config: HlcConfig) -> Result<HybridLogicalClock, ConfigError> {
         config.validate()?;
-        Ok(HybridLogicalClock { config, last: HlcTimestamp { physical: LocalTime(i64::MIN), logical: 0 } })
+        Ok(HybridLogicalClock {
+            config,
+            last: HlcTimestamp { physical: LocalTime(i64::MIN), logical: 0 },
+        })
     }
 
     /// The configuration.

@@ -177,7 +177,10 @@ fn replica_config_rejects_zero_interval_zero_fanout_and_no_peers() {
     };
     assert!(Replica::new(good.clone(), GCounter::new()).is_ok());
     let cases = [
-        (ReplicaConfig { gossip_interval: SimDuration::ZERO, ..good.clone() }, "replica.gossip_interval"),
+        (
+            ReplicaConfig { gossip_interval: SimDuration::ZERO, ..good.clone() },
+            "replica.gossip_interval",
+        ),
         (ReplicaConfig { fanout: 0, ..good.clone() }, "replica.fanout"),
         (ReplicaConfig { peers: vec![], ..good.clone() }, "replica.peers"),
     ];
@@ -287,10 +290,7 @@ fn converge<C: Crdt>(
 
 fn delivery_order() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
     let pairs = REPLICAS * REPLICAS;
-    (
-        Just((0..pairs).collect::<Vec<usize>>()).prop_shuffle(),
-        prop::collection::vec(0..pairs, 0..6),
-    )
+    (Just((0..pairs).collect::<Vec<usize>>()).prop_shuffle(), prop::collection::vec(0..pairs, 0..6))
 }
 
 fn set_update() -> impl Strategy<Value = OrSetUpdate<u8>> + Clone {
@@ -467,7 +467,6 @@ fn component_events(sink: &Rc<RefCell<MemorySink>>, kind: &str) -> Vec<(u64, i64
         .collect()
 }
 
-
 #[test]
 fn three_replicas_converge_to_3000_over_bad_links_and_a_healed_partition() {
     // Goal: lesson 12: 3 replicas x 1,000 increments each, gossiped over links
@@ -529,10 +528,8 @@ fn register_duel(skew_ms: i64) -> (Vec<&'static str>, Vec<(u64, i64)>) {
     sim.set_default_link(LinkConfig::constant(SimDuration::from_millis(5)));
     let sink = Rc::new(RefCell::new(MemorySink::default()));
     sim.set_trace_sink(Box::new(sink.clone()));
-    let clocks = [
-        ClockConfig::PERFECT,
-        ClockConfig { offset_ns: -skew_ms * 1_000_000, drift_ppm: 0.0 },
-    ];
+    let clocks =
+        [ClockConfig::PERFECT, ClockConfig { offset_ns: -skew_ms * 1_000_000, drift_ppm: 0.0 }];
     let interval = SimDuration::from_millis(450);
     let (_, ids) = replicas(&mut sim, &clocks, interval, LwwRegister::<&'static str>::new());
     sim.post(at_ms(1_000), ids[0], World::Register(CrdtProtocol::ApplyUpdate("A")));
@@ -562,7 +559,10 @@ fn lww_keeps_the_later_write_when_skew_is_below_100ms() {
     // wins everywhere; A's concurrent write is the one discarded.
     let (values, lost) = register_duel(50);
     assert_eq!(values, vec!["B", "B"]);
-    assert!(lost.iter().all(|&(replica, stamp)| replica == 0 && stamp == 1_000_000_000), "{lost:?}");
+    assert!(
+        lost.iter().all(|&(replica, stamp)| replica == 0 && stamp == 1_000_000_000),
+        "{lost:?}"
+    );
 }
 
 #[test]

@@ -50,7 +50,10 @@ fn vector_compare_tells_before_after_equal_and_concurrent() {
     assert_eq!(a.compare(&a.clone()), Causality::Equal);
     assert_eq!(a.compare(&c), Causality::Concurrent);
     assert_eq!(VectorClock::new().compare(&a), Causality::Before);
-    assert!(a < b && b > a && a.partial_cmp(&c).is_none());
+    // PartialOrd is the causal order.
+    assert_eq!(a.partial_cmp(&b), Some(Ordering::Less));
+    assert_eq!(b.partial_cmp(&a), Some(Ordering::Greater));
+    assert_eq!(a.partial_cmp(&c), None);
     // A zero count is the same as a missing one.
     assert_eq!(clock(&[(0, 1), (5, 0)]), a);
 }
@@ -130,11 +133,18 @@ fn hlc_rejects_a_timestamp_too_far_ahead_and_stays_where_it_was() {
 
 #[derive(Clone, Debug)]
 enum Action {
-    Local { process: usize },
-    Send { from: usize, to: usize },
+    Local {
+        process: usize,
+    },
+    Send {
+        from: usize,
+        to: usize,
+    },
     /// Deliver the in-flight message at this position (modulo the count);
     /// messages stay in flight, so they can be delivered again (duplicates).
-    Receive { pick: usize },
+    Receive {
+        pick: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -554,15 +564,21 @@ fn hlc_rejection_is_traced_and_counted() {
     let node = sim.add_node(NodeConfig::new("n0"));
     let sink = Rc::new(RefCell::new(MemorySink::default()));
     sim.set_trace_sink(Box::new(sink.clone()));
-    let receiver = sim
-        .spawn(node, "receiver", || Receiver { hybrid: hlc(SimDuration::from_secs(1)), rejected: 0 });
-    let future = Stamped { lamport: 1, vector: VectorClock::new(), hybrid: stamp(2_000_000_001, 0) };
+    let receiver = sim.spawn(node, "receiver", || Receiver {
+        hybrid: hlc(SimDuration::from_secs(1)),
+        rejected: 0,
+    });
+    let future =
+        Stamped { lamport: 1, vector: VectorClock::new(), hybrid: stamp(2_000_000_001, 0) };
     sim.post(SimTime::ZERO, receiver, future);
     sim.run();
     assert_eq!(sim.process_state::<Receiver>(receiver).unwrap().rejected, 1);
     assert_eq!(sim.metrics().counter("hlc.rejected"), 1);
     let rejected = sink.borrow().records.iter().any(|record| {
-        matches!(record.event, TraceEvent::Component { kind: "hlc_rejected", value: 2_000_000_001, .. })
+        matches!(
+            record.event,
+            TraceEvent::Component { kind: "hlc_rejected", value: 2_000_000_001, .. }
+        )
     });
     assert!(rejected);
 }
