@@ -656,9 +656,12 @@ pub struct Broker<P> {
     epochs_log: String,
     /// How many times this broker has started on its node, durably.
     epoch: u64,
-    /// Whether the recovery sync has completed; until then requests are
-    /// ignored (clients retry).
+    /// Whether the recovery sync has completed; until then requests wait
+    /// in `early`.
     recovered: bool,
+    /// Requests that arrived during recovery, handled once it completes
+    /// (at most `pending_max`; beyond it they are dropped and clients retry).
+    early: Vec<(ProcessId, BrokerMsg<P>)>,
     partitions: Vec<Vec<PartitionLog<P>>>,
     /// Groups by name and topic index.
     groups: BTreeMap<(String, usize), Group>,
@@ -692,6 +695,7 @@ impl<P: Payload> Broker<P> {
             log_names,
             epoch: 0,
             recovered: false,
+            early: Vec::new(),
             partitions,
             groups: BTreeMap::new(),
             pending: VecDeque::new(),
@@ -1262,10 +1266,37 @@ impl<P: Payload, M: Carry<BrokerMsg<P>>> Process<M> for Broker<P> {
             return;
         };
         if !self.recovered {
-            // Clients time out and retry; nothing is lost by ignoring.
-            ctx.count("broker.ignored_while_recovering", 1);
+            if self.early.len() < self.config.pending_max as usize {
+                self.early.push((from, message));
+            } else {
+                // Clients time out and retry; nothing is lost by dropping.
+                ctx.count("broker.dropped_while_recovering", 1);
+            }
             return;
         }
+        self.handle(ctx, from, message);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, M>, timer: TimerId, _tag: u64) {
+        if self.tick == Some(timer) {
+            self.on_tick(ctx);
+        }
+    }
+
+    fn on_synced(&mut self, ctx: &mut Ctx<'_, M>, tag: u64) {
+        if tag == RECOVERY_SYNC_TAG {
+            self.finish_recovery(ctx);
+            for (from, message) in std::mem::take(&mut self.early) {
+                self.handle(ctx, from, message);
+            }
+        } else {
+            self.synced(ctx, tag);
+        }
+    }
+}
+
+impl<P: Payload> Broker<P> {
+    fn handle<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, from: ProcessId, message: BrokerMsg<P>) {
         match message {
             BrokerMsg::Publish { request, topic, key, payload } => {
                 self.publish(ctx, from, request, topic, key, payload);
@@ -1290,20 +1321,6 @@ impl<P: Payload, M: Carry<BrokerMsg<P>>> Process<M> for Broker<P> {
             | BrokerMsg::FetchRejected { .. }
             | BrokerMsg::Committed { .. }
             | BrokerMsg::CommitRejected { .. } => ctx.count("broker.foreign_messages", 1),
-        }
-    }
-
-    fn on_timer(&mut self, ctx: &mut Ctx<'_, M>, timer: TimerId, _tag: u64) {
-        if self.tick == Some(timer) {
-            self.on_tick(ctx);
-        }
-    }
-
-    fn on_synced(&mut self, ctx: &mut Ctx<'_, M>, tag: u64) {
-        if tag == RECOVERY_SYNC_TAG {
-            self.finish_recovery(ctx);
-        } else {
-            self.synced(ctx, tag);
         }
     }
 }
