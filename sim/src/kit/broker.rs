@@ -448,12 +448,8 @@ impl<P> BrokerMsg<P> {
                 [10, *request, (records.len() as u64) << 40 ^ next_offset]
             }
             BrokerMsg::FetchRejected { request, reason, .. } => [11, *request, *reason as u64],
-            BrokerMsg::Commit { partition, offset, .. } => {
-                [12, u64::from(*partition), *offset]
-            }
-            BrokerMsg::Committed { partition, offset, .. } => {
-                [13, u64::from(*partition), *offset]
-            }
+            BrokerMsg::Commit { partition, offset, .. } => [12, u64::from(*partition), *offset],
+            BrokerMsg::Committed { partition, offset, .. } => [13, u64::from(*partition), *offset],
             BrokerMsg::CommitRejected { partition, offset, .. } => {
                 [14, u64::from(*partition), *offset]
             }
@@ -631,8 +627,22 @@ const RECOVERY_SYNC_TAG: u64 = u64::MAX;
 /// A write waiting for a sync before it is acknowledged.
 #[derive(Clone, Debug)]
 enum Pending {
-    Publish { sequence: u64, from: ProcessId, request: u64, topic: usize, partition: u32, offset: u64 },
-    Commit { sequence: u64, from: ProcessId, group: String, topic: usize, partition: u32, offset: u64 },
+    Publish {
+        sequence: u64,
+        from: ProcessId,
+        request: u64,
+        topic: usize,
+        partition: u32,
+        offset: u64,
+    },
+    Commit {
+        sequence: u64,
+        from: ProcessId,
+        group: String,
+        topic: usize,
+        partition: u32,
+        offset: u64,
+    },
 }
 
 impl Pending {
@@ -680,7 +690,9 @@ impl<P: Payload> Broker<P> {
             .topics
             .iter()
             .map(|topic| {
-                (0..topic.partitions).map(|p| format!("{}/{}/{p}", config.name, topic.name)).collect()
+                (0..topic.partitions)
+                    .map(|p| format!("{}/{}/{p}", config.name, topic.name))
+                    .collect()
             })
             .collect();
         let partitions = config
@@ -750,7 +762,9 @@ impl<P: Payload> Broker<P> {
 
     /// The live members of `group`, in order.
     pub fn members(&self, group: &str, topic: &str) -> Vec<ProcessId> {
-        self.group(group, topic).map(|group| group.members.keys().copied().collect()).unwrap_or_default()
+        self.group(group, topic)
+            .map(|group| group.members.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     fn topic_index(&self, topic: &str) -> Option<usize> {
@@ -778,14 +792,17 @@ impl<P: Payload> Broker<P> {
                     PartitionLog::recover(ctx.read_log(name), now, retention);
             }
         }
-        let commits: Vec<_> =
-            ctx.read_log(&self.offsets_log).iter().map(|bytes| partition::decode_commit(bytes)).collect();
+        let commits: Vec<_> = ctx
+            .read_log(&self.offsets_log)
+            .iter()
+            .map(|bytes| partition::decode_commit(bytes))
+            .collect();
         for (group, topic, partition, offset) in commits {
             let Some(topic) = self.topic_index(&topic) else { continue };
-            if let Some(state) = self.group_entry(group, topic) {
-                if let Some(committed) = state.committed.get_mut(partition as usize) {
-                    *committed = offset;
-                }
+            if let Some(state) = self.group_entry(group, topic)
+                && let Some(committed) = state.committed.get_mut(partition as usize)
+            {
+                *committed = offset;
             }
         }
         ctx.sync(RECOVERY_SYNC_TAG);
@@ -808,7 +825,8 @@ impl<P: Payload> Broker<P> {
             for (partition, log) in logs.iter_mut().enumerate() {
                 log.make_durable(log.next_offset());
                 if log.next_offset() > 0 {
-                    let key = partition_trace_key(&self.config.topics[topic].name, partition as u32);
+                    let key =
+                        partition_trace_key(&self.config.topics[topic].name, partition as u32);
                     ctx.trace(Component::Broker, "recovered", key, log.next_offset() as i64);
                 }
             }
@@ -858,7 +876,14 @@ impl<P: Payload> Broker<P> {
         let offset = self.partitions[topic][partition as usize].append(key, write_time, payload);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.pending.push_back(Pending::Publish { sequence, from, request, topic, partition, offset });
+        self.pending.push_back(Pending::Publish {
+            sequence,
+            from,
+            request,
+            topic,
+            partition,
+            offset,
+        });
         self.ensure_sync(ctx);
     }
 
@@ -871,19 +896,31 @@ impl<P: Payload> Broker<P> {
     ) {
         let Some(topic) = self.topic_index(&topic_name) else {
             let reason = Rejection::UnknownTopic;
-            send(ctx, from, BrokerMsg::JoinRejected { group: group_name, topic: topic_name, reason });
+            send(
+                ctx,
+                from,
+                BrokerMsg::JoinRejected { group: group_name, topic: topic_name, reason },
+            );
             return;
         };
         let now = ctx.now_local();
         let members_max = self.config.members_max as usize;
         let Some(group) = self.group_entry(group_name.clone(), topic) else {
             let reason = Rejection::TooManyGroups;
-            send(ctx, from, BrokerMsg::JoinRejected { group: group_name, topic: topic_name, reason });
+            send(
+                ctx,
+                from,
+                BrokerMsg::JoinRejected { group: group_name, topic: topic_name, reason },
+            );
             return;
         };
         if !group.members.contains_key(&from) && group.members.len() >= members_max {
             let reason = Rejection::GroupFull;
-            send(ctx, from, BrokerMsg::JoinRejected { group: group_name, topic: topic_name, reason });
+            send(
+                ctx,
+                from,
+                BrokerMsg::JoinRejected { group: group_name, topic: topic_name, reason },
+            );
             return;
         }
         group.touch(from, now);
@@ -1012,8 +1049,13 @@ impl<P: Payload> Broker<P> {
         };
         if let Some(reason) = reason {
             ctx.count("broker.fetch_rejected", 1);
-            let rejected =
-                BrokerMsg::FetchRejected { request, group: group_name, topic: topic_name, partition, reason };
+            let rejected = BrokerMsg::FetchRejected {
+                request,
+                group: group_name,
+                topic: topic_name,
+                partition,
+                reason,
+            };
             send(ctx, from, rejected);
             return;
         }
@@ -1139,7 +1181,10 @@ impl<P: Payload> Broker<P> {
             return;
         }
         let topic = topic.expect("checked above");
-        ctx.append(&self.offsets_log, partition::encode_commit(&group_name, &topic_name, partition, offset));
+        ctx.append(
+            &self.offsets_log,
+            partition::encode_commit(&group_name, &topic_name, partition, offset),
+        );
         // The new offset is used at once (a crash loses it together with
         // this memory); it is acknowledged only once durable.
         let group = self.groups.get_mut(&(group_name.clone(), topic)).expect("checked above");
@@ -1181,7 +1226,8 @@ impl<P: Payload> Broker<P> {
                     let trace_key = partition_trace_key(&topic_name, partition);
                     ctx.trace(Component::Broker, "committed", trace_key, offset as i64);
                     ctx.count("broker.committed", 1);
-                    let committed = BrokerMsg::Committed { group, topic: topic_name, partition, offset };
+                    let committed =
+                        BrokerMsg::Committed { group, topic: topic_name, partition, offset };
                     send(ctx, from, committed);
                 }
             }
@@ -1201,7 +1247,8 @@ impl<P: Payload> Broker<P> {
         partition: u32,
         now: LocalTime,
     ) {
-        let removed = self.partitions[topic][partition as usize].retain(now, self.config.retention());
+        let removed =
+            self.partitions[topic][partition as usize].retain(now, self.config.retention());
         if removed > 0 {
             let trace_key = partition_trace_key(&self.config.topics[topic].name, partition);
             ctx.trace(Component::Broker, "retained", trace_key, removed as i64);
@@ -1296,7 +1343,12 @@ impl<P: Payload, M: Carry<BrokerMsg<P>>> Process<M> for Broker<P> {
 }
 
 impl<P: Payload> Broker<P> {
-    fn handle<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, from: ProcessId, message: BrokerMsg<P>) {
+    fn handle<M: Carry<BrokerMsg<P>>>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        from: ProcessId,
+        message: BrokerMsg<P>,
+    ) {
         match message {
             BrokerMsg::Publish { request, topic, key, payload } => {
                 self.publish(ctx, from, request, topic, key, payload);
@@ -1325,6 +1377,10 @@ impl<P: Payload> Broker<P> {
     }
 }
 
-fn send<P: Payload, M: Carry<BrokerMsg<P>>>(ctx: &mut Ctx<'_, M>, to: ProcessId, message: BrokerMsg<P>) {
+fn send<P: Payload, M: Carry<BrokerMsg<P>>>(
+    ctx: &mut Ctx<'_, M>,
+    to: ProcessId,
+    message: BrokerMsg<P>,
+) {
     ctx.send(to, M::wrap(message));
 }

@@ -232,7 +232,11 @@ impl<P: Payload> Consumer<P> {
     }
 
     /// Handles a timer; returns whether it was this consumer's.
-    pub fn on_timer<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, timer: TimerId) -> bool {
+    pub fn on_timer<M: Carry<BrokerMsg<P>>>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        timer: TimerId,
+    ) -> bool {
         if self.tick != Some(timer) {
             return false;
         }
@@ -303,7 +307,9 @@ impl<P: Payload> Consumer<P> {
                 self.assigned(ctx, generation, partitions)
             }
             BrokerMsg::JoinRejected { reason, .. } => Some(ConsumerEvent::JoinRejected { reason }),
-            BrokerMsg::Fetched { request, partition, records, next_offset, high_watermark, .. } => {
+            BrokerMsg::Fetched {
+                request, partition, records, next_offset, high_watermark, ..
+            } => {
                 let cursor = self.cursors.get_mut(&partition)?;
                 if cursor.fetch.map(|(outstanding, _)| outstanding) != Some(request) {
                     ctx.count("consumer.stale_answers", 1);
@@ -394,7 +400,12 @@ impl<P: Payload> Consumer<P> {
 
     /// Reads a partition from `offset` on instead (an answer to an earlier
     /// fetch is then ignored).
-    pub fn seek<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, partition: u32, offset: u64) {
+    pub fn seek<M: Carry<BrokerMsg<P>>>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        partition: u32,
+        offset: u64,
+    ) {
         if let Some(cursor) = self.cursors.get_mut(&partition) {
             cursor.position = offset;
             cursor.holding = false;
@@ -404,7 +415,12 @@ impl<P: Payload> Consumer<P> {
 
     /// Commits `offset` (the next record to read) for an owned partition;
     /// resent at heartbeats until acknowledged.
-    pub fn commit<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, partition: u32, offset: u64) {
+    pub fn commit<M: Carry<BrokerMsg<P>>>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        partition: u32,
+        offset: u64,
+    ) {
         if self.generation().is_none() {
             return;
         }
@@ -436,7 +452,12 @@ impl<P: Payload> Consumer<P> {
         ctx.send(self.broker, M::wrap(fetch));
     }
 
-    fn send_commit<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, partition: u32, offset: u64) {
+    fn send_commit<M: Carry<BrokerMsg<P>>>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        partition: u32,
+        offset: u64,
+    ) {
         let Some(generation) = self.generation() else { return };
         let commit = BrokerMsg::Commit {
             group: self.group.clone(),

@@ -135,7 +135,10 @@ mod tests {
         group.touch(ProcessId(2), ms(0));
         group.touch(ProcessId(2), ms(80));
         let timeout = SimDuration::from_millis(100);
-        assert!(group.expired(ms(100), timeout).is_empty(), "exactly at the timeout is still alive");
+        assert!(
+            group.expired(ms(100), timeout).is_empty(),
+            "exactly at the timeout is still alive"
+        );
         assert_eq!(group.expired(ms(101), timeout), vec![ProcessId(1)]);
     }
 

@@ -278,12 +278,15 @@ mod tests {
         // Goal: what the broker writes, it reads back unchanged.
         let bytes = encode_record(7, LocalTime(-5), &("order".to_string(), 3u32));
         let record: Record<(String, u32)> = decode_record(9, &bytes);
-        assert_eq!(record, Record {
-            offset: 9,
-            key: 7,
-            write_time: LocalTime(-5),
-            payload: ("order".to_string(), 3)
-        });
+        assert_eq!(
+            record,
+            Record {
+                offset: 9,
+                key: 7,
+                write_time: LocalTime(-5),
+                payload: ("order".to_string(), 3)
+            }
+        );
         let commit = encode_commit("billing", "orders", 4, 123);
         assert_eq!(decode_commit(&commit), ("billing".into(), "orders".into(), 4, 123));
     }

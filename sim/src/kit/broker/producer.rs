@@ -167,7 +167,11 @@ impl<P: Payload> Producer<P> {
 
     /// Handles a timer; returns whether it was this producer's. Sends again
     /// every record unacknowledged for the retry timeout.
-    pub fn on_timer<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, timer: TimerId) -> bool {
+    pub fn on_timer<M: Carry<BrokerMsg<P>>>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        timer: TimerId,
+    ) -> bool {
         if self.timer != Some(timer) {
             return false;
         }
@@ -195,7 +199,12 @@ impl<P: Payload> Producer<P> {
         true
     }
 
-    fn send<M: Carry<BrokerMsg<P>>>(&self, ctx: &mut Ctx<'_, M>, request: u64, unacked: &Unacked<P>) {
+    fn send<M: Carry<BrokerMsg<P>>>(
+        &self,
+        ctx: &mut Ctx<'_, M>,
+        request: u64,
+        unacked: &Unacked<P>,
+    ) {
         let publish = BrokerMsg::Publish {
             request,
             topic: unacked.topic.clone(),
