@@ -179,15 +179,6 @@ pub fn partition_for_key(key: u64, partitions: u32) -> u32 {
     (splitmix64(key) % u64::from(partitions)) as u32
 }
 
-/// The splitmix64 finaliser (Steele, Lea and Flood, 2014): a fast, well
-/// mixed bijection on 64-bit words.
-fn splitmix64(key: u64) -> u64 {
-    let mut z = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The trace key of a partition: the high word of the FNV-1a hash of the
 /// topic's name, and the partition in the low word.
 pub fn partition_trace_key(topic: &str, partition: u32) -> u64 {
@@ -361,6 +352,10 @@ pub enum BrokerMsg<P> {
         topic: String,
         /// The partition.
         partition: u32,
+        /// The group's generation when the broker turned it down (0 if the
+        /// group does not exist), so a consumer can tell a rejection that
+        /// predates its own assignment.
+        generation: u64,
         /// Why.
         reason: Rejection,
     },
@@ -617,39 +612,6 @@ impl BrokerConfig {
 
     fn retention(&self) -> Retention {
         Retention { records_max: self.retention_records, age: self.retention_age }
-    }
-}
-
-/// The tag of the sync a broker issues when it starts, to make sure what it
-/// recovered is durable before serving it.
-const RECOVERY_SYNC_TAG: u64 = u64::MAX;
-
-/// A write waiting for a sync before it is acknowledged.
-#[derive(Clone, Debug)]
-enum Pending {
-    Publish {
-        sequence: u64,
-        from: ProcessId,
-        request: u64,
-        topic: usize,
-        partition: u32,
-        offset: u64,
-    },
-    Commit {
-        sequence: u64,
-        from: ProcessId,
-        group: String,
-        topic: usize,
-        partition: u32,
-        offset: u64,
-    },
-}
-
-impl Pending {
-    fn sequence(&self) -> u64 {
-        match self {
-            Pending::Publish { sequence, .. } | Pending::Commit { sequence, .. } => *sequence,
-        }
     }
 }
 
@@ -1012,6 +974,7 @@ impl<P: Payload> Broker<P> {
                 group: key.0.clone(),
                 topic: topic_name.clone(),
                 partition,
+                generation,
                 reason: Rejection::NotOwner,
             };
             send(ctx, parked.member, rejected);
@@ -1037,15 +1000,15 @@ impl<P: Payload> Broker<P> {
         max: u32,
     ) {
         let topic = self.topic_index(&topic_name);
+        let group = topic.and_then(|topic| self.groups.get(&(group_name.clone(), topic)));
+        let generation = group.map_or(0, |group| group.generation);
         let reason = match topic {
             None => Some(Rejection::UnknownTopic),
             Some(topic) if partition >= self.config.topics[topic].partitions => {
                 Some(Rejection::UnknownPartition)
             }
-            Some(topic) => match self.groups.get(&(group_name.clone(), topic)) {
-                Some(group) if group.owns(from, partition) => None,
-                _ => Some(Rejection::NotOwner),
-            },
+            Some(_) if group.is_some_and(|group| group.owns(from, partition)) => None,
+            Some(_) => Some(Rejection::NotOwner),
         };
         if let Some(reason) = reason {
             ctx.count("broker.fetch_rejected", 1);
@@ -1054,6 +1017,7 @@ impl<P: Payload> Broker<P> {
                 group: group_name,
                 topic: topic_name,
                 partition,
+                generation,
                 reason,
             };
             send(ctx, from, rejected);
@@ -1383,4 +1347,86 @@ fn send<P: Payload, M: Carry<BrokerMsg<P>>>(
     message: BrokerMsg<P>,
 ) {
     ctx.send(to, M::wrap(message));
+}
+
+/// The tag of the sync a broker issues when it starts, to make sure what it
+/// recovered is durable before serving it.
+const RECOVERY_SYNC_TAG: u64 = u64::MAX;
+
+/// A write waiting for a sync before it is acknowledged.
+#[derive(Clone, Debug)]
+enum Pending {
+    Publish {
+        sequence: u64,
+        from: ProcessId,
+        request: u64,
+        topic: usize,
+        partition: u32,
+        offset: u64,
+    },
+    Commit {
+        sequence: u64,
+        from: ProcessId,
+        group: String,
+        topic: usize,
+        partition: u32,
+        offset: u64,
+    },
+}
+
+impl Pending {
+    fn sequence(&self) -> u64 {
+        match self {
+            Pending::Publish { sequence, .. } | Pending::Commit { sequence, .. } => *sequence,
+        }
+    }
+}
+
+/// The splitmix64 finaliser (Steele, Lea and Flood, 2014): a fast, well
+/// mixed bijection on 64-bit words.
+fn splitmix64(key: u64) -> u64 {
+    let mut z = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_hash_is_pinned() {
+        // Goal: a key's partition never changes between versions or platforms;
+        // 0xe220a8397b1dcdaf is the first output of SplitMix64 seeded with 0.
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(partition_for_key(0, 4), (0xe220_a839_7b1d_cdaf_u64 % 4) as u32);
+        assert_eq!(partition_for_key(12_345, 1), 0);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_field() {
+        // Goal: each listed bad value is refused with its field's full name.
+        let check = |change: fn(&mut BrokerConfig), field: &str| {
+            let mut config = BrokerConfig::new(vec![TopicConfig::new("orders", 3)]);
+            change(&mut config);
+            assert_eq!(Broker::<u64>::new(config).unwrap_err().field, field);
+        };
+        check(|c| c.topics[0].partitions = 0, "broker.topics[0].partitions");
+        check(|c| c.topics.clear(), "broker.topics");
+        check(|c| c.retention_records = 0, "broker.retention_records");
+        check(|c| c.retention_age = Some(SimDuration::ZERO), "broker.retention_age");
+        check(|c| c.max_batch = 0, "broker.max_batch");
+        check(|c| c.pending_max = 0, "broker.pending_max");
+        check(
+            |c| c.session.heartbeat_interval = SimDuration::ZERO,
+            "broker.session.heartbeat_interval",
+        );
+        check(
+            |c| c.session.session_timeout = SimDuration::from_millis(50),
+            "broker.session.session_timeout",
+        );
+        let config = BrokerConfig::new(vec![TopicConfig::new("orders", 3)]);
+        assert!(Broker::<u64>::new(config).is_ok());
+    }
 }

@@ -482,6 +482,7 @@ impl<R: ReadModel> Projection<R> {
             }
         }
         ctx.trace(Component::Projection, "resumed", 0, self.total_applied());
+        ctx.count("projection.resumed", 1);
     }
 
     fn on_broker<M: Carry<BrokerMsg<R::Event>>>(

@@ -325,13 +325,22 @@ impl<P: Payload> Consumer<P> {
                 cursor.holding = true;
                 Some(ConsumerEvent::Delivered { partition, records, high_watermark })
             }
-            BrokerMsg::FetchRejected { request, partition, .. } => {
-                let cursor = self.cursors.get(&partition)?;
+            BrokerMsg::FetchRejected { request, partition, generation, .. } => {
+                let mine = self.generation().unwrap_or(0);
+                let cursor = self.cursors.get_mut(&partition)?;
                 if cursor.fetch.map(|(outstanding, _)| outstanding) != Some(request) {
                     return None;
                 }
+                if generation < mine {
+                    // Turned down under an older generation than the
+                    // assignment this member has since received: ask again.
+                    cursor.fetch = None;
+                    self.send_fetch(ctx, partition);
+                    return None;
+                }
                 // The broker knows better: another member owns it now, and
-                // the next heartbeat brings the new assignment.
+                // the new assignment is on its way (or the next heartbeat,
+                // which carries an old generation, makes the broker resend it).
                 self.cursors.remove(&partition);
                 Some(ConsumerEvent::Revoked { partition })
             }
@@ -384,6 +393,7 @@ impl<P: Payload> Consumer<P> {
         }
         let key = group_trace_key(&self.group, &self.topic);
         ctx.trace(Component::Broker, "assigned", key, self.cursors.len() as i64);
+        ctx.count("consumer.assigned", 1);
         Some(ConsumerEvent::Assigned { generation, added, revoked })
     }
 
