@@ -74,7 +74,9 @@
 //! | `recovered` | partition | records found in storage after a restart |
 //!
 //! The [`Consumer`] and [`Producer`] helpers, embedded in a client process,
-//! add `assigned`, `fetch_retried` and `publish_retried`.
+//! add `assigned` (key: group, value: partitions owned), `fetch_retried`
+//! (key: partition, value: offset), `publish_retried` (key: request, value:
+//! attempt) and `publish_refused` (key: record key, value: records waiting).
 //!
 //! ```
 //! use sim::kit::Carry;

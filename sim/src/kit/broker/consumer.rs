@@ -210,7 +210,8 @@ impl<P: Payload> Consumer<P> {
         self.cursors.get(&partition).and_then(|cursor| cursor.commit_acked)
     }
 
-    /// Joins the group and starts heartbeats. Call from `on_start`.
+    /// Joins the group and starts heartbeats. Call from `on_start`. Draws
+    /// one number from the process's random stream (for request ids).
     pub fn start<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>) {
         // Request ids start at a random point, so an answer meant for an
         // earlier incarnation of this process cannot match a new request.

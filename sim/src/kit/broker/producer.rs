@@ -107,7 +107,9 @@ impl<P: Payload> Producer<P> {
 
     /// Sends a record; returns its request id (echoed by the
     /// [`ProducerEvent`] that settles it), or [`Rejection::Overloaded`] if
-    /// [`ProducerConfig::unacked_max`] records already wait.
+    /// [`ProducerConfig::unacked_max`] records already wait. The first
+    /// publish of an incarnation draws one number from the process's random
+    /// stream (for request ids).
     pub fn publish<M: Carry<BrokerMsg<P>>>(
         &mut self,
         ctx: &mut Ctx<'_, M>,
