@@ -213,6 +213,17 @@ impl<M: Message> Ctx<'_, M> {
         self.core.nodes[self.node.index()].storage.read(log)
     }
 
+    /// How many records of a log on this node are durable (survive a crash).
+    pub fn synced_len(&self, log: &str) -> usize {
+        self.core.nodes[self.node.index()].storage.synced_len(log)
+    }
+
+    /// Drops the first `count` records of a log on this node (compaction,
+    /// retention); see [`crate::Storage::truncate_front`].
+    pub fn truncate_front(&mut self, log: &str, count: usize) -> usize {
+        self.core.nodes[self.node.index()].storage.truncate_front(log, count)
+    }
+
     /// Makes every record appended so far durable after the node's fsync
     /// latency; [`Process::on_synced`] follows with `tag`.
     pub fn sync(&mut self, tag: u64) {

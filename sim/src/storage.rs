@@ -45,6 +45,18 @@ impl Storage {
         self.logs.get(log).map_or(0, |log| log.synced)
     }
 
+    /// Drops the first `count` records of `log` (compaction after a
+    /// snapshot, retention). Takes effect at once and durably, as a
+    /// file-system truncation that needs no separate sync would; returns how
+    /// many records were removed.
+    pub fn truncate_front(&mut self, log: &str, count: usize) -> usize {
+        let Some(log) = self.logs.get_mut(log) else { return 0 };
+        let removed = count.min(log.records.len());
+        log.records.drain(..removed);
+        log.synced = log.synced.saturating_sub(removed);
+        removed
+    }
+
     /// Records written but not yet durable, over all logs.
     pub fn unsynced_count(&self) -> usize {
         self.logs.values().map(|log| log.records.len() - log.synced).sum()
@@ -104,6 +116,21 @@ mod tests {
         assert_eq!(storage.read("orders").len(), 3, "unsynced writes are readable");
         assert_eq!(storage.crash(), 1);
         assert_eq!(storage.read("orders"), &[b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn truncating_the_front_keeps_the_synced_boundary_in_place() {
+        let mut storage = Storage::default();
+        for byte in [1u8, 2, 3] {
+            storage.append("log", vec![byte]);
+        }
+        storage.complete(&storage.mark());
+        storage.append("log", vec![4]);
+        assert_eq!(storage.truncate_front("log", 2), 2);
+        assert_eq!(storage.synced_len("log"), 1);
+        assert_eq!(storage.crash(), 1, "the unsynced 4 is still the only thing a crash loses");
+        assert_eq!(storage.read("log"), &[vec![3u8]]);
+        assert_eq!(storage.truncate_front("absent", 5), 0);
     }
 
     #[test]
