@@ -16,7 +16,7 @@
 //!
 //! - A [`LogStore`] process holds the authoritative event log of each
 //!   aggregate on its node's durable storage (an
-//!   [`EventLog`](crate::kit::persistence::EventLog) per aggregate). It is
+//!   [`EventLog`] per aggregate). It is
 //!   the fencing point: it records which replica *claimed* which epoch, and
 //!   accepts an append only from the owner of the current epoch. Every
 //!   accepted append is traced there, in the order it was accepted.
@@ -56,6 +56,16 @@
 //! and the trace shows the split brain. [`accepted_appends`] and
 //! [`check_fencing`] read it from a trace, so a test or an invariant checker
 //! can tell.
+//!
+//! # Where an append is recorded
+//!
+//! The store, not the writer, records each accepted append, because only
+//! the store's order is the real one. A writer learns of acceptance from an
+//! acknowledgement that travels the network; a slow one can arrive after a
+//! newer epoch's write was accepted and acknowledged, so a writer-side
+//! record could show a stale append that never happened (or hide one). The
+//! writer is named in the record instead: `appended` then `appended_by`,
+//! emitted together by the store in the same step.
 //!
 //! # Trace
 //!
@@ -1418,7 +1428,7 @@ where
         epoch: u64,
         active: Option<ProcessId>,
     ) -> Result<(), PersistError> {
-        self.catch_up_sent = None;
+        let before = self.applied_sequence();
         self.store_last = self.store_last.max(last_sequence);
         if epoch > self.epoch_seen || (epoch == self.epoch_seen && self.active.is_none()) {
             if let Role::Active { epoch: mine, .. } = self.role
@@ -1433,9 +1443,16 @@ where
         }
         self.apply_batch(ctx, entries, None)?;
         self.drain_ahead(ctx)?;
+        if self.applied_sequence() > before {
+            // Progress: the next batch may be asked for at once. Without
+            // progress, the tick asks again after the detection timeout,
+            // so a store that cannot serve more is not asked in a tight
+            // loop (same-node messages take no time at all).
+            self.catch_up_sent = None;
+        }
         self.check_ready(ctx);
         if self.applied_sequence() < self.store_last {
-            self.request_catch_up(ctx, true);
+            self.request_catch_up(ctx, false);
         }
         Ok(())
     }
