@@ -299,9 +299,9 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
     /// positioned after its last record.
     ///
     /// After a crash of the node, everything found is durable. After a
-    /// restart of the process alone, the tail may still be unsynced; the log
-    /// cannot tell, so [`EventLog::synced_sequence`] starts at 0 and the
-    /// next completed sync brings it up to date.
+    /// restart of the process alone, the tail may still be unsynced;
+    /// [`EventLog::synced_sequence`] starts at what the node's storage
+    /// reports as durable.
     pub fn open<M: Message>(
         ctx: &Ctx<'_, M>,
         namespace: &str,
@@ -324,6 +324,9 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
                 found
             }
         };
+        // Record i holds sequence i + 1, so the durable count is the durable
+        // sequence.
+        let synced_sequence = ctx.synced_len(&events_log) as u64;
         let snapshot_sequence =
             newest_snapshot_position(ctx.read_log(&snapshots_log), &snapshots_log, last_sequence)?
                 .map_or(0, |(_, sequence)| sequence);
@@ -333,7 +336,7 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
             snapshots_log,
             config,
             last_sequence,
-            synced_sequence: 0,
+            synced_sequence,
             pending_syncs: VecDeque::new(),
             snapshot_sequence,
             event: PhantomData,
