@@ -1,0 +1,141 @@
+//! The order business, as pure domain logic: no engine, no time, no I/O.
+//!
+//! Commands are intents (imperative), events are facts (past tense);
+//! aggregates decide commands into events and evolve by applying events
+//! (Reactive Microsystems, ch. 4). Strong consistency lives only inside one
+//! aggregate; aggregates refer to each other by id. The same functions run
+//! inside every architecture, so differences between architectures come
+//! from how they are wired, never from different business rules.
+//!
+//! ```
+//! use scenarios::domain::{Inventory, InventoryCommand, InventoryEvent, Line, OrderId, ProductId};
+//!
+//! let mut inventory = Inventory::with_stock([(ProductId(1), 2)]);
+//! let lines = vec![Line { product: ProductId(1), quantity: 2, unit_price_cents: 500 }];
+//! let events = inventory.decide(&InventoryCommand::ReserveProducts { order: OrderId(7), lines }).unwrap();
+//! assert!(matches!(events[0], InventoryEvent::ProductsReserved { .. }));
+//! inventory.evolve(&events[0]);
+//! assert_eq!(inventory.available(ProductId(1)), 0);
+//! ```
+
+pub mod inventory;
+pub mod orders;
+pub mod payments;
+pub mod shipping;
+
+pub use inventory::{Inventory, InventoryCommand, InventoryEvent};
+pub use orders::{OrderCommand, OrderEvent, OrderStatus, Orders};
+pub use payments::{CardOutcome, PaymentCommand, PaymentEvent, Payments};
+pub use shipping::{Shipping, ShippingCommand, ShippingEvent};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An order, by id. Ids are given by the workload and never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(pub u64);
+
+/// A product in the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProductId(pub u32);
+
+/// A customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerId(pub u32);
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "order-{}", self.0)
+    }
+}
+
+/// One line of an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    /// What.
+    pub product: ProductId,
+    /// How many.
+    pub quantity: u32,
+    /// Price of one, in cents (integers: money is never a float).
+    pub unit_price_cents: u64,
+}
+
+/// The total of some lines, in cents.
+pub fn total_cents(lines: &[Line]) -> u64 {
+    lines.iter().map(|line| u64::from(line.quantity) * line.unit_price_cents).sum()
+}
+
+/// What the customer asks for at the edge. The stateless processing layer
+/// validates and prices it, then sends `CreateOrder` to the Orders
+/// aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    /// The order's id (chosen by the workload, so every architecture sees
+    /// the same ids).
+    pub order: OrderId,
+    /// Who.
+    pub customer: CustomerId,
+    /// What.
+    pub lines: Vec<Line>,
+    /// What the card issuer will answer (drawn by the workload, so every
+    /// architecture sees the same declines).
+    pub card: CardOutcome,
+}
+
+/// Why a command was refused. Refusals are answers, not errors: a declined
+/// card is business as usual.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The order is malformed (no lines, zero quantity, unknown product).
+    Invalid(String),
+    /// Not enough stock for a line.
+    OutOfStock(ProductId),
+    /// The command does not fit the aggregate's state (e.g. completing a
+    /// cancelled order).
+    WrongState(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Invalid(why) => write!(f, "invalid order: {why}"),
+            Rejection::OutOfStock(product) => write!(f, "out of stock: product {}", product.0),
+            Rejection::WrongState(why) => write!(f, "wrong state: {why}"),
+        }
+    }
+}
+
+/// Why an order ended cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Inventory could not reserve the products.
+    OutOfStock,
+    /// The card was declined.
+    PaymentDeclined,
+    /// Payment failed or its outcome was unknown (gateway error, timeout).
+    PaymentFailed,
+    /// Shipping could not be arranged.
+    ShippingFailed,
+}
+
+/// Validates and prices an order request: the stateless part of the
+/// Orders service (the anti-corruption layer). `catalogue_size` bounds the
+/// product ids.
+pub fn validate(request: &PlaceOrder, catalogue_size: u32) -> Result<(), Rejection> {
+    if request.lines.is_empty() {
+        return Err(Rejection::Invalid("no lines".to_string()));
+    }
+    for line in &request.lines {
+        if line.quantity == 0 {
+            return Err(Rejection::Invalid(format!("zero quantity of product {}", line.product.0)));
+        }
+        if line.product.0 >= catalogue_size {
+            return Err(Rejection::Invalid(format!("unknown product {}", line.product.0)));
+        }
+    }
+    Ok(())
+}

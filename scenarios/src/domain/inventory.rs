@@ -1,0 +1,240 @@
+//! The Inventory aggregate: stock, reservations and shipments.
+//!
+//! Stock is conserved by construction: every unit is either available,
+//! reserved for one order, or shipped. A reservation is released (back to
+//! available) or shipped, never both.
+
+use super::{Line, OrderId, ProductId, Rejection};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A command to Inventory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InventoryCommand {
+    /// Hold the order's products (all lines or none).
+    ReserveProducts {
+        /// The order.
+        order: OrderId,
+        /// What to hold.
+        lines: Vec<Line>,
+    },
+    /// Give a reservation back (compensation).
+    ReleaseReservation {
+        /// The order.
+        order: OrderId,
+    },
+    /// Hand a reservation to shipping: the pivot of the saga.
+    ShipProducts {
+        /// The order.
+        order: OrderId,
+    },
+}
+
+/// A fact about stock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InventoryEvent {
+    /// The lines are held for the order.
+    ProductsReserved {
+        /// The order.
+        order: OrderId,
+        /// What was held.
+        lines: Vec<Line>,
+    },
+    /// The reservation went back to stock.
+    ReservationReleased {
+        /// The order.
+        order: OrderId,
+    },
+    /// The reserved products left the warehouse.
+    ProductsShipped {
+        /// The order.
+        order: OrderId,
+    },
+}
+
+/// Stock per product, reservations and shipments per order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    available: BTreeMap<ProductId, u64>,
+    reserved: BTreeMap<OrderId, Vec<Line>>,
+    shipped: BTreeMap<OrderId, Vec<Line>>,
+    released: BTreeMap<OrderId, Vec<Line>>,
+}
+
+impl Inventory {
+    /// An inventory holding the given stock.
+    pub fn with_stock(stock: impl IntoIterator<Item = (ProductId, u64)>) -> Inventory {
+        Inventory { available: stock.into_iter().collect(), ..Inventory::default() }
+    }
+
+    /// Decides a command; repeats of commands that took effect are no-ops.
+    pub fn decide(&self, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
+        match command {
+            InventoryCommand::ReserveProducts { order, lines } => {
+                if self.reserved.contains_key(order)
+                    || self.shipped.contains_key(order)
+                    || self.released.contains_key(order)
+                {
+                    // Reserved before (or already finished with): a
+                    // redelivered command must not hold stock twice.
+                    return Ok(Vec::new());
+                }
+                let mut needed: BTreeMap<ProductId, u64> = BTreeMap::new();
+                for line in lines {
+                    *needed.entry(line.product).or_default() += u64::from(line.quantity);
+                }
+                for (product, quantity) in &needed {
+                    if self.available(*product) < *quantity {
+                        return Err(Rejection::OutOfStock(*product));
+                    }
+                }
+                Ok(vec![InventoryEvent::ProductsReserved { order: *order, lines: lines.clone() }])
+            }
+            InventoryCommand::ReleaseReservation { order } => {
+                if self.reserved.contains_key(order) {
+                    Ok(vec![InventoryEvent::ReservationReleased { order: *order }])
+                } else {
+                    // Nothing held (never reserved, or already released or
+                    // shipped): releasing is a no-op, so compensations can
+                    // be retried blindly.
+                    Ok(Vec::new())
+                }
+            }
+            InventoryCommand::ShipProducts { order } => {
+                if self.shipped.contains_key(order) {
+                    Ok(Vec::new())
+                } else if self.reserved.contains_key(order) {
+                    Ok(vec![InventoryEvent::ProductsShipped { order: *order }])
+                } else {
+                    Err(Rejection::WrongState(format!("{order} has no reservation to ship")))
+                }
+            }
+        }
+    }
+
+    /// Applies an event.
+    pub fn evolve(&mut self, event: &InventoryEvent) {
+        match event {
+            InventoryEvent::ProductsReserved { order, lines } => {
+                for line in lines {
+                    let available = self.available.entry(line.product).or_default();
+                    *available = available.saturating_sub(u64::from(line.quantity));
+                }
+                self.reserved.insert(*order, lines.clone());
+            }
+            InventoryEvent::ReservationReleased { order } => {
+                if let Some(lines) = self.reserved.remove(order) {
+                    for line in &lines {
+                        *self.available.entry(line.product).or_default() += u64::from(line.quantity);
+                    }
+                    self.released.insert(*order, lines);
+                }
+            }
+            InventoryEvent::ProductsShipped { order } => {
+                if let Some(lines) = self.reserved.remove(order) {
+                    self.shipped.insert(*order, lines);
+                }
+            }
+        }
+    }
+
+    /// Units of `product` free to reserve.
+    pub fn available(&self, product: ProductId) -> u64 {
+        self.available.get(&product).copied().unwrap_or(0)
+    }
+
+    /// Units of every product: available, reserved and shipped, for the
+    /// stock-conservation invariant.
+    pub fn units(&self) -> StockCount {
+        let count = |orders: &BTreeMap<OrderId, Vec<Line>>| -> u64 {
+            orders.values().flatten().map(|line| u64::from(line.quantity)).sum()
+        };
+        StockCount {
+            available: self.available.values().sum(),
+            reserved: count(&self.reserved),
+            shipped: count(&self.shipped),
+        }
+    }
+
+    /// Whether the order's products shipped.
+    pub fn has_shipped(&self, order: OrderId) -> bool {
+        self.shipped.contains_key(&order)
+    }
+
+    /// Whether the order holds a reservation now.
+    pub fn is_reserved(&self, order: OrderId) -> bool {
+        self.reserved.contains_key(&order)
+    }
+
+    /// Orders whose products shipped, in id order.
+    pub fn shipped_orders(&self) -> impl Iterator<Item = OrderId> + '_ {
+        self.shipped.keys().copied()
+    }
+}
+
+/// Units of stock by where they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockCount {
+    /// Free to reserve.
+    pub available: u64,
+    /// Held for orders.
+    pub reserved: u64,
+    /// Gone to customers.
+    pub shipped: u64,
+}
+
+impl StockCount {
+    /// All units.
+    pub fn total(&self) -> u64 {
+        self.available + self.reserved + self.shipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(product: u32, quantity: u32) -> Line {
+        Line { product: ProductId(product), quantity, unit_price_cents: 100 }
+    }
+
+    proptest! {
+        /// Whatever commands arrive, in whatever order and however often,
+        /// stock is conserved and no order is both shipped and released.
+        #[test]
+        fn stock_is_conserved_under_any_command_sequence(
+            commands in prop::collection::vec((0u64..6, 0u8..3, 0u32..3, 1u32..4), 0..80)
+        ) {
+            let mut inventory = Inventory::with_stock([(ProductId(0), 5), (ProductId(1), 5), (ProductId(2), 5)]);
+            let initial = inventory.units().total();
+            for (order, kind, product, quantity) in commands {
+                let order = OrderId(order);
+                let command = match kind {
+                    0 => InventoryCommand::ReserveProducts { order, lines: vec![line(product, quantity)] },
+                    1 => InventoryCommand::ReleaseReservation { order },
+                    _ => InventoryCommand::ShipProducts { order },
+                };
+                if let Ok(events) = inventory.decide(&command) {
+                    for event in &events {
+                        inventory.evolve(event);
+                    }
+                }
+                prop_assert_eq!(inventory.units().total(), initial);
+            }
+            for order in inventory.shipped_orders() {
+                prop_assert!(!inventory.released.contains_key(&order));
+            }
+        }
+    }
+
+    #[test]
+    fn a_reservation_is_all_or_nothing() {
+        let inventory = Inventory::with_stock([(ProductId(0), 1), (ProductId(1), 5)]);
+        let command = InventoryCommand::ReserveProducts {
+            order: OrderId(1),
+            lines: vec![line(1, 2), line(0, 2)],
+        };
+        assert_eq!(inventory.decide(&command), Err(Rejection::OutOfStock(ProductId(0))));
+    }
+}
