@@ -1,3 +1,5 @@
 //! Workspace-level tests: one binary (ripgrep style), one module per area.
+mod bench;
 mod determinism;
+mod queue;
 mod tidy;

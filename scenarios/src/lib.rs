@@ -2,9 +2,14 @@
 //!
 //! Today: queueing stations and tandems that validate the engine's station
 //! primitives against queueing theory ([`queueing`]), the statistics they
-//! need ([`stats`]), and the standard benchmark workloads ([`bench`]).
+//! need ([`stats`]), and the standard benchmark workloads ([`bench`](mod@bench)).
 //! The order system's three architectures and the scenario file format
 //! arrive with the order-system issue.
 
-pub mod stats;
+pub mod bench;
+pub mod domain;
+pub mod parts;
 pub mod queueing;
+pub mod scenario;
+pub mod stats;
+pub mod workload;

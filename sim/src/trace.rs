@@ -302,7 +302,7 @@ impl TraceEvent {
     }
 
     /// Folds this event into `hash`, as the module documentation specifies.
-    #[inline]
+    #[inline(always)]
     fn fold_into(&self, hash: &mut TraceHasher) {
         hash.word(self.code());
         match self {
@@ -680,7 +680,7 @@ impl Tracer {
         self.count
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn emit(&mut self, time: SimTime, event: TraceEvent) {
         self.hasher.event(time, &event);
         let seq = self.count;

@@ -152,6 +152,9 @@ pub(crate) struct Core<M: Message> {
     queue: EventQueue<Event<M>>,
     pub(crate) nodes: Vec<NodeState>,
     pub(crate) processes: Vec<ProcessState<M>>,
+    /// Each process's node, dense and apart from the large `ProcessState`
+    /// so that routing a send touches one small array.
+    process_nodes: Vec<NodeId>,
     resources: Vec<ResourceState>,
     timers: Vec<TimerSlot>,
     free_timers: Vec<u32>,
@@ -461,6 +464,7 @@ impl<M: Message> Sim<M> {
                 queue: EventQueue::with_capacity(config.queue_capacity),
                 nodes: Vec::new(),
                 processes: Vec::new(),
+                process_nodes: Vec::new(),
                 resources: Vec::new(),
                 timers: Vec::new(),
                 free_timers: Vec::new(),
@@ -585,6 +589,7 @@ impl<M: Message> Sim<M> {
             .emit(core.now, TraceEvent::ProcessSpawned { process: id, node, name: name.clone() });
         let up = core.nodes[node.index()].up;
         core.nodes[node.index()].processes.push(id);
+        core.process_nodes.push(node);
         core.processes.push(ProcessState {
             name,
             node,
@@ -842,7 +847,7 @@ impl<M: Message> Sim<M> {
                 return;
             }
         }
-        if envelope.from != EXTERNAL {
+        if envelope.from != EXTERNAL && core.net.partition_count() > 0 {
             let from_node = core.processes[envelope.from.index()].node;
             // A partition that started while the message was in flight
             // stops it too.
@@ -1367,12 +1372,11 @@ impl<M: Message> Core<M> {
                 digest: message.digest(),
             },
         );
-        let Some(target) = self.processes.get(to.index()) else {
+        let Some(&to_node) = self.process_nodes.get(to.index()) else {
             let envelope = Envelope { from, message_id, message };
             self.drop_message(&envelope, to, DropReason::UnknownProcess, None);
             return;
         };
-        let to_node = target.node;
         match self.net.route(from_node, to_node, &mut self.net_stream) {
             Fate::Delivered { delay, copy_delay } => {
                 if let Some(copy_delay) = copy_delay {

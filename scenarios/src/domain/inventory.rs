@@ -125,7 +125,8 @@ impl Inventory {
             InventoryEvent::ReservationReleased { order } => {
                 if let Some(lines) = self.reserved.remove(order) {
                     for line in &lines {
-                        *self.available.entry(line.product).or_default() += u64::from(line.quantity);
+                        *self.available.entry(line.product).or_default() +=
+                            u64::from(line.quantity);
                     }
                     self.released.insert(*order, lines);
                 }

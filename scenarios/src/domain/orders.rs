@@ -108,7 +108,9 @@ impl Orders {
                 }]),
             },
             OrderCommand::CompleteOrder { order } => match self.status(*order) {
-                Some(OrderStatus::Created) => Ok(vec![OrderEvent::OrderCompleted { order: *order }]),
+                Some(OrderStatus::Created) => {
+                    Ok(vec![OrderEvent::OrderCompleted { order: *order }])
+                }
                 Some(OrderStatus::Completed) => Ok(Vec::new()),
                 Some(OrderStatus::Cancelled(_)) => {
                     Err(Rejection::WrongState(format!("{order} is cancelled")))
@@ -182,7 +184,8 @@ mod tests {
         orders.evolve(&orders.decide(&complete).unwrap()[0]);
         assert_eq!(orders.status(OrderId(1)), Some(OrderStatus::Completed));
         assert!(orders.decide(&complete).unwrap().is_empty());
-        let cancel = OrderCommand::CancelOrder { order: OrderId(1), reason: CancelReason::OutOfStock };
+        let cancel =
+            OrderCommand::CancelOrder { order: OrderId(1), reason: CancelReason::OutOfStock };
         assert!(orders.decide(&cancel).is_err(), "a completed order cannot be cancelled");
         assert_eq!(orders.orders()[&OrderId(1)].total_cents, 300);
     }

@@ -82,7 +82,10 @@ impl Payments {
         match command {
             PaymentCommand::SubmitPayment { order, amount_cents, card } => {
                 if let Some(amount) = self.charged.get(order) {
-                    return Ok(vec![PaymentEvent::PaymentApproved { order: *order, amount_cents: *amount }]);
+                    return Ok(vec![PaymentEvent::PaymentApproved {
+                        order: *order,
+                        amount_cents: *amount,
+                    }]);
                 }
                 if self.declined.contains_key(order) || *card == CardOutcome::Decline {
                     return Ok(vec![PaymentEvent::PaymentDeclined { order: *order }]);
@@ -93,7 +96,10 @@ impl Payments {
                     // order that was given up.
                     return Err(Rejection::WrongState(format!("{order} was already refunded")));
                 }
-                Ok(vec![PaymentEvent::PaymentApproved { order: *order, amount_cents: *amount_cents }])
+                Ok(vec![PaymentEvent::PaymentApproved {
+                    order: *order,
+                    amount_cents: *amount_cents,
+                }])
             }
             PaymentCommand::RefundPayment { order } => match self.charged.get(order) {
                 Some(amount) if !self.refunded.contains_key(order) => {
