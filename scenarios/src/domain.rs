@@ -23,7 +23,7 @@ pub mod orders;
 pub mod payments;
 pub mod shipping;
 
-pub use inventory::{Inventory, InventoryCommand, InventoryEvent};
+pub use inventory::{Inventory, InventoryCommand, InventoryEvent, StockCount};
 pub use orders::{OrderCommand, OrderEvent, OrderStatus, Orders};
 pub use payments::{CardOutcome, PaymentCommand, PaymentEvent, Payments};
 pub use shipping::{Shipping, ShippingCommand, ShippingEvent};

@@ -6,10 +6,16 @@
 //! The order system's three architectures and the scenario file format
 //! arrive with the order-system issue.
 
+pub mod arch;
 pub mod bench;
 pub mod domain;
+pub mod harness;
+pub mod invariants;
+pub mod observe;
 pub mod parts;
 pub mod queueing;
+pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod stats;
 pub mod workload;

@@ -35,6 +35,8 @@ pub enum ClientsConfig {
 pub struct Request {
     /// The order.
     pub order: OrderId,
+    /// What it is worth, in cents.
+    pub value_cents: u64,
     /// When it was placed.
     pub placed_at: SimTime,
     /// When the customer heard the final answer (or gave up).
@@ -113,6 +115,7 @@ impl<M: Carry<Edge>> Clients<M> {
         self.open.insert(order, (self.requests.len(), timer, user));
         self.requests.push(Request {
             order,
+            value_cents: crate::domain::total_cents(&request.lines),
             placed_at: Self::now(ctx),
             ended_at: None,
             outcome: RequestOutcome::Pending,

@@ -1,0 +1,12 @@
+//! (being written)
+
+use crate::harness::Hooks;
+use crate::observe::Observations;
+use crate::scenario::Scenario;
+use sim::Seed;
+
+/// Runs the microlith on `scenario`.
+pub fn run(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> Observations {
+    let _ = (scenario, seed, hooks);
+    panic!("the microlith is being written")
+}
