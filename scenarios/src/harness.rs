@@ -193,6 +193,11 @@ pub fn drive<M: sim::Message>(sim: &mut Sim<M>, scenario: &Scenario, hooks: &mut
             progress(Progress { now: sim.now(), end, events, trace_hash: sim.trace_hash() });
         }
     }
+    // Hand the trace sink back to the caller, who flushes it and reports
+    // any write error.
+    if let Some(sink) = sim.take_trace_sink() {
+        hooks.trace = Some(sink);
+    }
 }
 
 /// The customers' requests and the values of their orders.
