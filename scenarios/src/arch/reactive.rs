@@ -44,7 +44,11 @@
 //! - **Timeouts, retries, breaker.** See [`payments`].
 //!
 //! What it still cannot do: scale a service out, or keep a service
-//! available while its single instance is down.
+//! available while its single instance is down. And backpressure stops at
+//! the broker: the front door refuses work only when Orders itself is
+//! saturated; a slower service further down shows as consumer lag (the
+//! broker's `broker.lag.GROUP.TOPIC` series), with latency growing while the
+//! topic's backlog does.
 
 pub mod facts;
 pub mod inventory;
@@ -296,8 +300,9 @@ fn final_state<L: Logic>(
     process: ProcessId,
     book: impl FnOnce() -> L::Book,
 ) -> Ledgered<L::Book> {
-    match sim.process_state::<Service<L>>(process) {
-        Some(service) => service.shell.state().clone(),
+    let running = sim.process_state::<Service<L>>(process);
+    match running.and_then(|service| service.shell.started_state()) {
+        Some(state) => state.clone(),
         None => replay_storage(sim.storage(sim.process(process).node), L::NAME, book()),
     }
 }

@@ -263,6 +263,12 @@ impl<L: Logic> Shell<L> {
         self.journal.as_ref().expect("a started service has its journal").state()
     }
 
+    /// The durable state, if the service has started (a process restarted
+    /// this very instant has not recovered yet).
+    pub fn started_state(&self) -> Option<&Ledgered<L::Book>> {
+        self.journal.as_ref().map(EventSourced::state)
+    }
+
     /// The domain state.
     pub fn book(&self) -> &L::Book {
         &self.state().book
