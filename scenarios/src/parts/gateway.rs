@@ -166,6 +166,10 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
                     GatewayMsg::Charged { request, order }
                 } else {
                     let command = PaymentCommand::SubmitPayment { order, amount_cents, card };
+                    // A retry answered from the ledger moves no money; it must
+                    // not be written again, or recovery reads the repeated
+                    // approval as a double charge.
+                    let repeated = self.ledger.charged().contains_key(&order);
                     match self.ledger.decide(&command) {
                         Ok(events) => {
                             let mut answer = GatewayMsg::Declined { request, order };
@@ -173,7 +177,9 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
                                 if let PaymentEvent::PaymentApproved { .. } = event {
                                     answer = GatewayMsg::Charged { request, order };
                                 }
-                                self.record(ctx, event);
+                                if !repeated {
+                                    self.record(ctx, event);
+                                }
                             }
                             answer
                         }
