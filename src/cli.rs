@@ -19,6 +19,16 @@ pub enum Command {
     Queue(QueueArgs),
     /// Run the standard engine benchmarks and print events per second.
     Bench(BenchArgs),
+    /// Check a scenario file and report every mistake in it.
+    Validate(ValidateArgs),
+    /// List the scenario library (scenarios/*.toml) with what each shows.
+    Scenarios(ScenariosArgs),
+    /// Run a scenario and print its report.
+    Run(RunArgs),
+    /// Run every architecture of a scenario on the same seed, side by side.
+    Compare(CompareArgs),
+    /// Run a saved run again and check it gives the same trace.
+    Replay(ReplayArgs),
 }
 
 /// Interarrival-time distribution of the customer source.
@@ -91,6 +101,72 @@ pub struct BenchArgs {
     /// Repeat each workload this many times and report the median.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The scenario file.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// Override a field, e.g. `--set workload.rate_per_s=500` or
+    /// `--set faults.0.at_s=5` (the value is TOML; bare words are strings).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenariosArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: std::path::PathBuf,
+    /// Run only this architecture: microlith, reactive or microsystem.
+    #[arg(long, value_name = "A")]
+    pub arch: Option<String>,
+    /// Master seed (default: the scenario's).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Override a scenario field, e.g. `--set workload.rate_per_s=500`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Print the report as JSON (one object; an array for several architectures).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the run (report, scenario and trace checkpoints) for `rlab replay`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Write the trace as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The scenario file.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: std::path::PathBuf,
+    /// Master seed (default: the scenario's).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Override a scenario field, e.g. `--set workload.rate_per_s=500`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Print a JSON array of reports, one per architecture.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A file written by `rlab run --out`.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 /// Prints a clap error as one line (help and version go to stdout whole)

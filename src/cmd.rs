@@ -2,7 +2,14 @@
 //! an error describing bad input.
 
 mod bench;
+mod common;
+mod compare;
 mod queue;
+mod replay;
+mod run;
+mod scenarios;
+mod table;
+mod validate;
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
@@ -11,5 +18,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Queue(args) => queue::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Scenarios(args) => scenarios::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Compare(args) => compare::run(&args),
+        Command::Replay(args) => replay::run(&args),
     }
 }

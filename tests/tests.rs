@@ -2,4 +2,5 @@
 mod bench;
 mod determinism;
 mod queue;
+mod scenario_files;
 mod tidy;

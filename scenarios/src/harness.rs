@@ -23,6 +23,9 @@ pub struct Progress {
     pub end: SimTime,
     /// Engine events so far.
     pub events: u64,
+    /// The trace hash so far: a checkpoint that `rlab replay` compares to
+    /// find where two runs diverge.
+    pub trace_hash: sim::TraceHash,
 }
 
 /// What the caller of a run can plug in.
@@ -186,8 +189,14 @@ pub fn drive<M: sim::Message>(sim: &mut Sim<M>, scenario: &Scenario, hooks: &mut
         reached = (reached + step).min(end.as_nanos());
         sim.run_until(SimTime::from_nanos(reached));
         if let Some(progress) = hooks.progress.as_mut() {
-            progress(Progress { now: sim.now(), end, events: sim.stats().events });
+            let events = sim.stats().events;
+            progress(Progress { now: sim.now(), end, events, trace_hash: sim.trace_hash() });
         }
+    }
+    // Hand the trace sink back to the caller, who flushes it and reports
+    // any write error.
+    if let Some(sink) = sim.take_trace_sink() {
+        hooks.trace = Some(sink);
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod arch;
 pub mod bench;
 pub mod domain;
+pub mod file;
 pub mod harness;
 pub mod invariants;
 pub mod observe;

@@ -23,6 +23,18 @@ pub fn run(
     report::outcome(scenario, &observed)
 }
 
+/// Like [`run`], and hands back the trace sink the hooks carried (after
+/// the run, so the caller can flush it and see write errors).
+pub fn run_with_sink(
+    scenario: &Scenario,
+    architecture: Architecture,
+    seed: u64,
+    hooks: &mut Hooks<'_>,
+) -> (Outcome, Option<Box<dyn sim::TraceSink>>) {
+    let outcome = run(scenario, architecture, seed, hooks);
+    (outcome, hooks.trace.take())
+}
+
 /// Runs every architecture the scenario names, one after the other, on the
 /// same seed, so they see the identical workload and faults.
 pub fn compare(scenario: &Scenario, seed: u64) -> Vec<Outcome> {
