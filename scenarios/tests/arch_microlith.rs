@@ -9,7 +9,7 @@
 //! service and 2 ms per database query, each hop's time is written out in
 //! [`Hops`].
 
-use scenarios::arch::microlith::{self, Microlith, ServiceKind, THREAD_QUEUE_PER_THREAD};
+use scenarios::arch::microlith::{self, MicrolithWorld, ServiceKind, THREAD_QUEUE_PER_THREAD};
 use scenarios::domain::{CancelReason, OrderStatus};
 use scenarios::harness::Hooks;
 use scenarios::invariants::{self, Verdict};
@@ -200,7 +200,7 @@ fn a_shared_database_serves_all_four_services() {
     // the bottleneck).
     let mut scenario = scenario("shared-database", 50.0, secs(5));
     scenario.microlith.shared_database = true;
-    let world = Microlith::build(&scenario, Seed(1), &mut Hooks::default());
+    let world = MicrolithWorld::build(&scenario, Seed(1), &mut Hooks::default());
     assert_eq!(world.databases().len(), 1);
     let (_, outcome) = run(&scenario, 1);
     assert_all_invariants_hold(&outcome);
@@ -234,8 +234,8 @@ fn lesson_1_a_slow_gateway_holds_every_orders_thread_hostage() {
     scenario.faults.push(fault(30, None, slow_gateway_links(ms(450))));
     let threads = scenario.microlith.threads;
     assert_eq!(threads, 20);
-    let mut world = Microlith::build(&scenario, Seed(1), &mut Hooks::default());
-    let pool = |world: &Microlith, kind| world.sim().resource(world.service(kind).threads);
+    let mut world = MicrolithWorld::build(&scenario, Seed(1), &mut Hooks::default());
+    let pool = |world: &MicrolithWorld, kind| world.sim().resource(world.service(kind).threads);
 
     world.sim_mut().run_until(at_s(30.0));
     let before: Vec<f64> =

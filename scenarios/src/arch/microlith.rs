@@ -8,7 +8,7 @@
 //! | node | role | processes and pools |
 //! |---|---|---|
 //! | `orders`, `inventory`, `payments`, `shipping` | the service's name | one [`Service`] each; a thread pool of `microlith.threads` with a wait line of [`THREAD_QUEUE_PER_THREAD`] × threads; a connection pool of `microlith.connections`; `microlith.cores` cores |
-//! | `orders-db`, ... (or one `database` with `microlith.shared_database`) | `database` | one [`Database`] each, `microlith.cores` cores, `microlith.connections` sessions |
+//! | `orders-db`, ... (or one `database` with `microlith.shared_database`) | `database` | one [`Database`] each; `microlith.cores` cores (the scenario has no setting of its own for database nodes); `microlith.connections` sessions, so a shared database also shares its sessions among the four services |
 //! | `gateway` | `gateway` | the external payment gateway (shared part) |
 //! | `clients` | none | the customers (shared part) |
 //!
@@ -101,7 +101,7 @@ pub const SERVICES: [ServiceKind; 4] =
 
 /// Runs the microlith on `scenario`.
 pub fn run(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> Observations {
-    let mut world = Microlith::build(scenario, seed, hooks);
+    let mut world = MicrolithWorld::build(scenario, seed, hooks);
     harness::drive(&mut world.sim, scenario, hooks);
     world.observe()
 }
@@ -136,7 +136,7 @@ pub struct DatabaseParts {
 
 /// The microlith's world, built and ready to run: [`run`] drives it to the
 /// end; tests may step it themselves to look at it mid-run.
-pub struct Microlith {
+pub struct MicrolithWorld {
     sim: Sim<MicrolithMsg>,
     scenario: Scenario,
     seed: Seed,
@@ -147,9 +147,9 @@ pub struct Microlith {
     not_applicable: Vec<String>,
 }
 
-impl Microlith {
+impl MicrolithWorld {
     /// Builds the world for `scenario` and schedules its faults.
-    pub fn build(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> Microlith {
+    pub fn build(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> MicrolithWorld {
         let settings = &scenario.microlith;
         let workload = &scenario.workload;
         let mut sim = harness::new_sim::<MicrolithMsg>(scenario, seed);
@@ -265,7 +265,7 @@ impl Microlith {
         let clients = harness::add_clients(&mut sim, scenario, seed, orders);
         let (schedule, not_applicable) = harness::fault_schedule(scenario, &roles);
         sim.schedule_faults(&schedule);
-        Microlith {
+        MicrolithWorld {
             sim,
             scenario: scenario.clone(),
             seed,
