@@ -90,6 +90,9 @@ impl FaultReport {
         if touched.messages_dropped > 0 {
             parts.push(format!("{} messages dropped", touched.messages_dropped));
         }
+        if touched.messages_delayed > 0 {
+            parts.push(format!("{} messages delayed", touched.messages_delayed));
+        }
         if touched.timers_moved > 0 {
             parts.push(format!("{} timers moved", touched.timers_moved));
         }

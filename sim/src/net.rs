@@ -134,6 +134,16 @@ impl Network {
         self.overrides.insert((from, to), link);
     }
 
+    /// The fault that degraded the link from `from` to `to`, if one is in
+    /// force (to count what it touched).
+    #[inline]
+    pub(crate) fn degraded_by(&self, from: NodeId, to: NodeId) -> Option<u32> {
+        if self.degraded.is_empty() || from == to {
+            return None;
+        }
+        self.degraded.get(&(from, to)).map(|(_, fault)| *fault)
+    }
+
     /// The link config in force from `from` to `to`.
     #[inline]
     pub fn link(&self, from: NodeId, to: NodeId) -> &LinkConfig {

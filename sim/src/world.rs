@@ -1379,6 +1379,11 @@ impl<M: Message> Core<M> {
         };
         match self.net.route(from_node, to_node, &mut self.net_stream) {
             Fate::Delivered { delay, copy_delay } => {
+                if let Some(fault) = self.net.degraded_by(from_node, to_node)
+                    && let Some(position) = self.fired_index[fault as usize]
+                {
+                    self.fired[position].touched.messages_delayed += 1;
+                }
                 if let Some(copy_delay) = copy_delay {
                     let copy_id = self.next_message_id;
                     self.next_message_id += 1;

@@ -121,6 +121,26 @@ fn partition_isolates_then_heals_and_the_report_counts_what_it_dropped() {
 }
 
 #[test]
+fn a_degraded_link_counts_the_messages_it_delayed() {
+    // Talker sends at 10, 20, ..., 100 ms; the link is slow from 35 to 75 ms,
+    // so the sends at 40, 50, 60 and 70 ms cross it slowly, and only they
+    // count as touched.
+    let (mut sim, nodes) = world(2);
+    let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
+    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 10 });
+    let slow = LinkConfig::constant(ms(100));
+    sim.schedule_faults(&FaultSchedule::new().window(
+        at_ms(35),
+        at_ms(75),
+        Fault::DegradeLink { from: nodes[0], to: nodes[1], link: slow },
+    ));
+    sim.run();
+    let fired = sim.fired_faults();
+    assert_eq!(fired[0].touched.messages_delayed, 4);
+    assert!(fired[1].applied && fired[1].touched.is_nothing());
+}
+
+#[test]
 fn a_oneway_partition_drops_only_one_direction() {
     let (mut sim, nodes) = world(2);
     let a = sim.spawn(nodes[0], "a", Recorder::default);
