@@ -22,9 +22,11 @@
 
 mod mixed;
 mod mm1;
+mod orders;
 mod ping_pong;
 
 pub use mixed::{MIXED_DURATION, MixedConfig, MixedResult, mixed};
+pub use orders::{MICROSYSTEM_DURATION, microsystem_orders, microsystem_scenario};
 pub use mm1::{Job, MM1_CUSTOMERS, Mm1Result, mm1, mm1_detailed};
 pub use ping_pong::{
     Ball, PING_PONG_DELIVERIES, PING_PONG_LATENCY_MEAN, PING_PONG_PROCESSES, ping_pong,

@@ -27,13 +27,15 @@ const SEED: Seed = Seed(1);
 
 const PING_PONG: &str = "ping-pong";
 const BASELINE: &str = "ping-pong-baseline";
-const WORKLOADS: [&str; 4] = [PING_PONG, BASELINE, "mm1", "mixed-traced"];
+const MICROSYSTEM: &str = "microsystem-16";
+const WORKLOADS: [&str; 5] = [PING_PONG, BASELINE, "mm1", "mixed-traced", MICROSYSTEM];
 
 /// The amount of work in each workload at a given `--scale`.
 struct Sizes {
     deliveries: u64,
     customers: u64,
     mixed: SimDuration,
+    orders: SimDuration,
 }
 
 impl Sizes {
@@ -43,6 +45,7 @@ impl Sizes {
             deliveries: count(PING_PONG_DELIVERIES),
             customers: count(MM1_CUSTOMERS),
             mixed: SimDuration::from_nanos(count(MIXED_DURATION.as_nanos())),
+            orders: SimDuration::from_nanos(count(bench::MICROSYSTEM_DURATION.as_nanos())),
         }
     }
 }
@@ -147,6 +150,10 @@ fn run_once(name: &str, sizes: &Sizes) -> Sample {
             mixed.sink.finish().expect("counting bytes cannot fail");
             (mixed.run, Some(bytes.bytes()), wall)
         }
+        MICROSYSTEM => {
+            let (result, wall) = timed(|| bench::microsystem_orders(SEED, sizes.orders));
+            (result, None, wall)
+        }
         other => unreachable!("unknown workload {other}"),
     };
     Sample { result, trace_bytes, wall_seconds }
@@ -217,6 +224,7 @@ fn print_table(args: &BenchArgs, rows: &[Row], ratio: Option<f64>) {
         );
     }
     println!("events: balls caught for the ping-pong rows, queue events for the others");
+    println!("microsystem-16: 16 stateful nodes, 1,000 orders/s, 60 s of arrivals + 5 s drain; sim/real is its speed-up over real time");
     if let Some(ratio) = ratio {
         println!("ping-pong / baseline = {ratio:.2}x");
     }
