@@ -9,7 +9,11 @@ use std::collections::BTreeMap;
 /// The logs of one node.
 #[derive(Clone, Debug, Default)]
 pub struct Storage {
-    logs: BTreeMap<String, Log>,
+    /// Each log's position in `logs`, by name. Logs are never removed, so
+    /// positions are stable and a [`SyncMark`] can name logs by position
+    /// (no string copies on the sync path).
+    index: BTreeMap<String, usize>,
+    logs: Vec<Log>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -18,31 +22,38 @@ struct Log {
     synced: usize,
 }
 
-/// A point up to which each log will be durable once a sync completes.
+/// A point up to which each log will be durable once a sync completes:
+/// the length of each log then, by position (logs created later are not
+/// covered).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SyncMark {
-    lengths: Vec<(String, usize)>,
+    lengths: Vec<usize>,
 }
 
 impl Storage {
     /// Appends one record to `log`, creating the log if needed.
     pub fn append(&mut self, log: &str, record: Vec<u8>) {
-        match self.logs.get_mut(log) {
-            Some(existing) => existing.records.push(record),
+        match self.index.get(log) {
+            Some(position) => self.logs[*position].records.push(record),
             None => {
-                self.logs.insert(log.to_string(), Log { records: vec![record], synced: 0 });
+                self.index.insert(log.to_string(), self.logs.len());
+                self.logs.push(Log { records: vec![record], synced: 0 });
             }
         }
     }
 
+    fn log(&self, log: &str) -> Option<&Log> {
+        self.index.get(log).map(|position| &self.logs[*position])
+    }
+
     /// All records of `log`, synced or not; empty if it does not exist.
     pub fn read(&self, log: &str) -> &[Vec<u8>] {
-        self.logs.get(log).map_or(&[], |log| log.records.as_slice())
+        self.log(log).map_or(&[], |log| log.records.as_slice())
     }
 
     /// How many records of `log` are durable.
     pub fn synced_len(&self, log: &str) -> usize {
-        self.logs.get(log).map_or(0, |log| log.synced)
+        self.log(log).map_or(0, |log| log.synced)
     }
 
     /// Drops the first `count` records of `log` (compaction after a
@@ -50,7 +61,8 @@ impl Storage {
     /// file-system truncation that needs no separate sync would; returns how
     /// many records were removed.
     pub fn truncate_front(&mut self, log: &str, count: usize) -> usize {
-        let Some(log) = self.logs.get_mut(log) else { return 0 };
+        let Some(position) = self.index.get(log) else { return 0 };
+        let log = &mut self.logs[*position];
         let removed = count.min(log.records.len());
         log.records.drain(..removed);
         log.synced = log.synced.saturating_sub(removed);
@@ -59,40 +71,32 @@ impl Storage {
 
     /// Records written but not yet durable, over all logs.
     pub fn unsynced_count(&self) -> usize {
-        self.logs.values().map(|log| log.records.len() - log.synced).sum()
+        self.logs.iter().map(|log| log.records.len() - log.synced).sum()
     }
 
     /// Names of the logs, in order.
     pub fn log_names(&self) -> impl Iterator<Item = &str> {
-        self.logs.keys().map(String::as_str)
+        self.index.keys().map(String::as_str)
     }
 
     /// Notes how far each log reaches now, for a sync that completes later.
     pub(crate) fn mark(&self) -> SyncMark {
-        SyncMark {
-            lengths: self
-                .logs
-                .iter()
-                .map(|(name, log)| (name.clone(), log.records.len()))
-                .collect(),
-        }
+        SyncMark { lengths: self.logs.iter().map(|log| log.records.len()).collect() }
     }
 
     /// Completes a sync: everything up to `mark` is durable.
     pub(crate) fn complete(&mut self, mark: &SyncMark) {
-        for (name, length) in &mark.lengths {
-            if let Some(log) = self.logs.get_mut(name) {
-                // A crash between mark and completion truncated the log
-                // already; never claim more than exists.
-                log.synced = log.synced.max((*length).min(log.records.len()));
-            }
+        for (log, length) in self.logs.iter_mut().zip(&mark.lengths) {
+            // A crash between mark and completion truncated the log
+            // already; never claim more than exists.
+            log.synced = log.synced.max((*length).min(log.records.len()));
         }
     }
 
     /// Loses every unsynced record, as a crash does; returns how many.
     pub(crate) fn crash(&mut self) -> usize {
         let mut lost = 0;
-        for log in self.logs.values_mut() {
+        for log in &mut self.logs {
             lost += log.records.len() - log.synced;
             log.records.truncate(log.synced);
         }

@@ -169,6 +169,14 @@ pub struct ReplicationConfig {
     /// Most entries in one stream or catch-up message; also the largest
     /// write accepted.
     pub batch_max: usize,
+    /// If set, a replica that starts with an empty local log and has never
+    /// seen an epoch claims after this long (plus its rank's stagger)
+    /// instead of after the detection timeout, so that a brand-new group
+    /// elects its first active at once rather than after a detection
+    /// timeout of silence nobody caused. Once it has followed or claimed any
+    /// epoch, and after every restart with a log, only the detection timeout
+    /// counts. `None` (the default): always the detection timeout.
+    pub bootstrap_timeout: Option<SimDuration>,
 }
 
 impl ReplicationConfig {
@@ -182,12 +190,20 @@ impl ReplicationConfig {
             fencing: true,
             pending_writes_max: 64,
             batch_max: 64,
+            bootstrap_timeout: None,
         }
     }
 
     /// With fencing on or off (builder style).
     pub fn fencing(mut self, fencing: bool) -> ReplicationConfig {
         self.fencing = fencing;
+        self
+    }
+
+    /// With a fresh group's first claim after `timeout` (builder style; see
+    /// [`ReplicationConfig::bootstrap_timeout`]).
+    pub fn bootstrap_after(mut self, timeout: SimDuration) -> ReplicationConfig {
+        self.bootstrap_timeout = Some(timeout);
         self
     }
 
@@ -219,6 +235,13 @@ impl ReplicationConfig {
         }
         if self.batch_max == 0 {
             return Err(ConfigError::new("replication.batch_max", 0, "at least 1"));
+        }
+        if self.bootstrap_timeout == Some(SimDuration::ZERO) {
+            return Err(ConfigError::new(
+                "replication.bootstrap_timeout",
+                SimDuration::ZERO,
+                "a positive duration, or none",
+            ));
         }
         Ok(())
     }
@@ -523,6 +546,10 @@ pub struct LogStore<E> {
     /// Replies waiting for a sync, by sync tag.
     replies: BTreeMap<u64, PendingReply>,
     next_tag: u64,
+    /// Every append this incarnation accepted, in the order it accepted
+    /// them (volatile, like the rest of its memory: a restart starts it
+    /// empty).
+    accepted: Vec<AcceptedAppend>,
 }
 
 #[derive(Clone, Debug)]
@@ -567,7 +594,18 @@ impl<E: ReplicatedEvent> LogStore<E> {
             aggregates: BTreeMap::new(),
             replies: BTreeMap::new(),
             next_tag: 0,
+            accepted: Vec::new(),
         })
+    }
+
+    /// Every append this incarnation of the store accepted, in the order it
+    /// accepted them: the same record [`accepted_appends`] reads from a
+    /// trace, kept in memory so a run without a trace sink can audit
+    /// fencing with [`check_fencing`]. One entry per `Append` message
+    /// accepted; `time` is the store's clock reading (global time on a
+    /// node with a perfect clock). A restart of the store starts it empty.
+    pub fn accepted(&self) -> &[AcceptedAppend] {
+        &self.accepted
     }
 
     /// The current epoch and its owner for `aggregate`, if the store has
@@ -688,6 +726,13 @@ impl<E: ReplicatedEvent> LogStore<E> {
                 // accepted appends exactly as the store did.
                 ctx.trace(Component::Replication, "appended", aggregate, epoch as i64);
                 ctx.trace(Component::Replication, "appended_by", aggregate, i64::from(from.0));
+                self.accepted.push(AcceptedAppend {
+                    time: SimTime::from_nanos(u64::try_from(now.as_nanos()).unwrap_or(0)),
+                    store: ctx.me(),
+                    aggregate,
+                    epoch,
+                    writer: from,
+                });
                 ctx.count("replication.appended", records.len() as u64);
                 let (first, last) = (*sequences.start(), *sequences.end());
                 self.replies.insert(
@@ -921,6 +966,9 @@ pub struct Replica<A: Aggregate> {
     acks: BTreeMap<u64, (ProcessId, u64, u64)>,
     next_sync_tag: u64,
     peer_through: BTreeMap<ProcessId, u64>,
+    /// When a fresh replica claims if it has still seen no epoch (see
+    /// [`ReplicationConfig::bootstrap_timeout`]).
+    bootstrap_at: Option<LocalTime>,
 }
 
 impl<A> Replica<A>
@@ -956,6 +1004,7 @@ where
             acks: BTreeMap::new(),
             next_sync_tag: 0,
             peer_through: BTreeMap::new(),
+            bootstrap_at: None,
         })
     }
 
@@ -1042,6 +1091,12 @@ where
             })?;
         (self.state, self.epoch_seen) = recovered.state;
         self.store_last = log.last_sequence();
+        self.bootstrap_at = match self.config.bootstrap_timeout {
+            Some(bootstrap) if self.store_last == 0 && self.epoch_seen == 0 => {
+                Some(ctx.now_local().plus(bootstrap.saturating_add(stagger)))
+            }
+            _ => None,
+        };
         self.log = Some(log);
         // Write ids must not repeat across incarnations, or a late answer
         // to an old write could resolve a new one.
@@ -1541,7 +1596,10 @@ where
                 }
             }
             Role::Passive => {
-                if self.detector.suspects(now) {
+                let bootstrap_due = self.epoch_seen == 0
+                    && self.active.is_none()
+                    && self.bootstrap_at.is_some_and(|at| now >= at);
+                if self.detector.suspects(now) || bootstrap_due {
                     if !self.suspecting {
                         let epoch = self.epoch_seen as i64;
                         ctx.trace(Component::Replication, "suspected", self.aggregate(), epoch);

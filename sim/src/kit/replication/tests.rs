@@ -262,6 +262,10 @@ fn config_rejects_bad_values_naming_the_field() {
             "replication.pending_writes_max",
         ),
         (ReplicationConfig { batch_max: 0, ..base.clone() }, "replication.batch_max"),
+        (
+            ReplicationConfig { bootstrap_timeout: Some(SimDuration::ZERO), ..base.clone() },
+            "replication.bootstrap_timeout",
+        ),
     ];
     let group = ReplicaGroup { aggregate: 1, store: ProcessId(0), replicas: vec![ProcessId(1)] };
     for (config, field) in cases {
@@ -463,6 +467,30 @@ fn partitioned(fencing: bool, side_a: Vec<NodeId>, side_b: Vec<NodeId>) -> Built
 /// The replicas' promotions in order, as (replica, epoch).
 fn promotions(sink: &Rc<RefCell<MemorySink>>) -> Vec<(ProcessId, i64)> {
     events(sink, "promoted").iter().map(|event| (event.1, event.3)).collect()
+}
+
+#[test]
+fn a_bootstrap_timeout_elects_a_fresh_group_at_the_first_tick_and_only_once() {
+    // Goal: with a bootstrap timeout, the lowest rank claims at the first
+    // tick instead of after a detection timeout; the other replica follows
+    // it; and the store's in-memory audit equals the one read from the trace.
+    let mut setup = Setup::new(5);
+    setup.config = ReplicationConfig::new().bootstrap_after(SimDuration::from_nanos(1));
+    let mut built = build(&setup);
+    built.sim.run_until(at_ms(1_000));
+    let replicas = built.replicas.clone();
+    assert_eq!(promotions(&built.sink), vec![(replicas[0], 1)]);
+    let promoted_at = events(&built.sink, "promoted")[0].0;
+    assert!(promoted_at <= at_ms(60), "promoted at {promoted_at}, the first tick is at 50 ms");
+    assert_eq!(replica(&built.sim, replicas[1]).role(), ReplicaRole::Passive);
+    let store = built.sim.process_state::<LogStore<u64>>(built.store).unwrap();
+    let audited = accepted_appends(&built.sink.borrow().records);
+    assert!(!audited.is_empty());
+    assert_eq!(store.accepted(), &audited[..]);
+    // Without it, the first claim waits for the detection timeout.
+    let mut slow = build(&Setup::new(5));
+    slow.sim.run_until(at_ms(1_000));
+    assert!(events(&slow.sink, "promoted")[0].0 >= at_ms(200));
 }
 
 #[test]

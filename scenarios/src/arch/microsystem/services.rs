@@ -1,0 +1,658 @@
+//! The saga's participants: Inventory, Payments and Shipping, each one
+//! durable, idempotent process on its own node.
+//!
+//! Every participant keeps the kit's [`StepLedger`] (the outcome of each
+//! `(saga, step)` it has handled), so a command redelivered by the network,
+//! re-sent after a timeout or after the coordinator restarted has effect
+//! at most once; and a compensation that overtakes its command voids the
+//! step, so the late command is refused. Business rules come from the
+//! domain aggregates ([`Inventory`], [`Shipping`]; the gateway keeps the
+//! [`Payments`](crate::domain::Payments) ledger). State changes are written
+//! to the node's storage and every answer waits for the sync (reply after
+//! the write), so a crash never takes back something a participant said.
+
+use super::codec::{Reader, Writer, outcome_code, outcome_from, reason_code, reason_from};
+use super::message::{Internal, Msg, Task};
+use crate::domain::{
+    CancelReason, CardOutcome, Inventory, InventoryCommand, InventoryEvent, OrderId, Shipping,
+    ShippingCommand, ShippingEvent,
+};
+use crate::parts::GatewayMsg;
+use sim::kit::saga::{LedgerAction, SagaId, StepLedger, StepOutcome};
+use sim::{Ctx, LocalTime, Process, ProcessId, SimDuration};
+use std::collections::BTreeMap;
+
+/// The saga's steps, in order.
+pub const STEP_RESERVE: u32 = 0;
+/// Taking the payment.
+pub const STEP_PAY: u32 = 1;
+/// Shipping: the pivot.
+pub const STEP_SHIP: u32 = 2;
+
+/// Records written while handling one message, and answers waiting for
+/// the participant's log to be durable, by sync tag.
+#[derive(Clone, Debug, Default)]
+struct Replies {
+    /// Records of the message being handled, appended to the log as one
+    /// storage record when it answers (they become durable together).
+    records: Vec<u8>,
+    waiting: BTreeMap<u64, (ProcessId, Internal)>,
+    next_tag: u64,
+}
+
+impl Replies {
+    /// Adds a record (several can follow one another).
+    fn record(&mut self, bytes: &[u8]) {
+        self.records.extend_from_slice(bytes);
+    }
+
+    /// Writes the records so far to `log`, and sends `message` to `to` once
+    /// they (and everything before them) are durable.
+    fn after_sync(&mut self, ctx: &mut Ctx<'_, Msg>, log: &str, to: ProcessId, message: Internal) {
+        if !self.records.is_empty() {
+            ctx.append(log, std::mem::take(&mut self.records));
+        }
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.waiting.insert(tag, (to, message));
+        ctx.sync(tag);
+    }
+
+    fn synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
+        if let Some((to, message)) = self.waiting.remove(&tag) {
+            ctx.send(to, Msg::Internal(message));
+        }
+    }
+}
+
+fn saga(order: OrderId) -> SagaId {
+    SagaId(order.0)
+}
+
+const LEDGER_RECORD: u8 = 100;
+
+fn ledger_record(
+    order: OrderId,
+    step: u32,
+    outcome: StepOutcome,
+    reason: Option<CancelReason>,
+) -> Vec<u8> {
+    Writer::new(LEDGER_RECORD)
+        .u64(order.0)
+        .u32(step)
+        .u8(outcome_code(outcome))
+        .u8(reason.map_or(u8::MAX, reason_code))
+        .finish()
+}
+
+fn read_ledger(reader: &mut Reader<'_>) -> (OrderId, u32, StepOutcome, Option<CancelReason>) {
+    let order = reader.order();
+    let step = reader.u32();
+    let outcome = outcome_from(reader.u8());
+    let reason = match reader.u8() {
+        u8::MAX => None,
+        code => Some(reason_from(code)),
+    };
+    (order, step, outcome, reason)
+}
+
+// ----- Inventory -----
+
+const INVENTORY_LOG: &str = "inventory/log";
+const RESERVED: u8 = 1;
+const RELEASED: u8 = 2;
+const SHIPPED: u8 = 3;
+
+/// Inventory: reserves products (step 0), releases them (its
+/// compensation), and moves a reservation to shipped when Shipping asks
+/// (the first half of the pivot).
+#[derive(Clone, Debug)]
+pub struct InventoryService {
+    inventory: Inventory,
+    ledger: StepLedger,
+    replies: Replies,
+}
+
+impl InventoryService {
+    /// Inventory holding `stock` at the start (its log adds the rest).
+    pub fn new(stock: Inventory) -> InventoryService {
+        InventoryService {
+            inventory: stock,
+            ledger: StepLedger::default(),
+            replies: Replies::default(),
+        }
+    }
+
+    /// The stock now.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Replays `records` of the inventory log onto `inventory` and
+    /// `ledger`.
+    pub fn replay(records: &[Vec<u8>], inventory: &mut Inventory, ledger: &mut StepLedger) {
+        let mut readers = records.iter().map(|record| Reader::over(record));
+        let mut current = readers.next();
+        while let Some(reader) = current.as_mut() {
+            if reader.is_done() {
+                current = readers.next();
+                continue;
+            }
+            let tag = reader.u8();
+            let event = match tag {
+                RESERVED => {
+                    let order = reader.order();
+                    InventoryEvent::ProductsReserved { order, lines: reader.lines() }
+                }
+                RELEASED => InventoryEvent::ReservationReleased { order: reader.order() },
+                SHIPPED => InventoryEvent::ProductsShipped { order: reader.order() },
+                LEDGER_RECORD => {
+                    let (order, step, outcome, _) = read_ledger(reader);
+                    ledger.record(saga(order), step, outcome);
+                    continue;
+                }
+                other => panic!("{INVENTORY_LOG}: unknown record tag {other}"),
+            };
+            inventory.evolve(&event);
+        }
+    }
+
+    fn record(&mut self, ctx: &mut Ctx<'_, Msg>, event: &InventoryEvent) {
+        let bytes = match event {
+            InventoryEvent::ProductsReserved { order, lines } => {
+                ctx.record("ProductsReserved", order.0);
+                Writer::new(RESERVED).u64(order.0).lines(lines).finish()
+            }
+            InventoryEvent::ReservationReleased { order } => {
+                ctx.record("ReservationReleased", order.0);
+                Writer::new(RELEASED).u64(order.0).finish()
+            }
+            InventoryEvent::ProductsShipped { order } => {
+                ctx.record("ProductsShipped", order.0);
+                Writer::new(SHIPPED).u64(order.0).finish()
+            }
+        };
+        self.replies.record(&bytes);
+        self.inventory.evolve(event);
+    }
+
+    fn remember(&mut self, order: OrderId, outcome: StepOutcome) {
+        self.ledger.record(saga(order), STEP_RESERVE, outcome);
+        self.replies.record(&ledger_record(order, STEP_RESERVE, outcome, None));
+    }
+
+    fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
+        self.replies.after_sync(ctx, INVENTORY_LOG, to, message);
+    }
+
+    fn decide(&mut self, ctx: &mut Ctx<'_, Msg>, command: &InventoryCommand) -> bool {
+        match self.inventory.decide(command) {
+            Ok(events) => {
+                for event in &events {
+                    self.record(ctx, event);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Process<Msg> for InventoryService {
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
+        Self::replay(ctx.read_log(INVENTORY_LOG), &mut self.inventory, &mut self.ledger);
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, from: ProcessId, message: Msg) {
+        let Msg::Internal(message) = message else { return };
+        match message {
+            Internal::Execute { order, step, after_pivot, task: Task::Reserve { lines } } => {
+                let executed = Internal::Executed { order, step };
+                let failed = Internal::StepFailed { order, step, reason: CancelReason::OutOfStock };
+                let answer = match self.ledger.on_execute(saga(order), step, after_pivot) {
+                    LedgerAction::RepeatExecuted => executed,
+                    LedgerAction::Evaluate => {
+                        let command = InventoryCommand::ReserveProducts { order, lines };
+                        if self.decide(ctx, &command) {
+                            self.remember(order, StepOutcome::Executed);
+                            executed
+                        } else {
+                            self.remember(order, StepOutcome::Failed);
+                            failed
+                        }
+                    }
+                    _ => failed,
+                };
+                self.reply(ctx, from, answer);
+            }
+            Internal::Compensate { order, step } => {
+                match self.ledger.on_compensate(saga(order), step) {
+                    LedgerAction::Undo => {
+                        self.decide(ctx, &InventoryCommand::ReleaseReservation { order });
+                        self.remember(order, StepOutcome::Undone);
+                    }
+                    LedgerAction::Void => self.remember(order, StepOutcome::Voided),
+                    _ => {}
+                }
+                self.reply(ctx, from, Internal::Compensated { order, step });
+            }
+            Internal::ShipProducts { order } => {
+                let answer = if self.decide(ctx, &InventoryCommand::ShipProducts { order }) {
+                    Internal::ProductsShipped { order }
+                } else {
+                    Internal::ShipRefused { order }
+                };
+                self.reply(ctx, from, answer);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
+        self.replies.synced(ctx, tag);
+    }
+}
+
+// ----- Payments -----
+
+const PAYMENTS_LOG: &str = "payments/log";
+
+#[derive(Clone, Debug)]
+struct Charging {
+    coordinator: ProcessId,
+    sent_at: LocalTime,
+    /// A compensation arrived while the charge was in flight: refund once
+    /// its outcome is known.
+    refund_wanted: bool,
+    /// The answer took so long that a refund went out blindly; if the
+    /// charge turns out to have taken money after all, it is refunded
+    /// again (a refund can overtake its charge at the gateway).
+    refunded_blindly: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Refunding {
+    coordinator: ProcessId,
+    /// What to record once the gateway confirms.
+    outcome: StepOutcome,
+}
+
+/// Payments: takes the payment through the external gateway (step 1) and
+/// refunds it (its compensation). A compensation for a payment whose
+/// outcome is unknown (its answer never came) refunds blindly: at the
+/// gateway a refund of a charge that never happened is a no-op.
+#[derive(Clone, Debug)]
+pub struct PaymentsService {
+    gateway: ProcessId,
+    /// How long a charge may go unanswered before a compensation stops
+    /// waiting for it and refunds blindly.
+    patience: SimDuration,
+    ledger: StepLedger,
+    reasons: BTreeMap<OrderId, CancelReason>,
+    charging: BTreeMap<OrderId, Charging>,
+    refunding: BTreeMap<OrderId, Refunding>,
+    /// Gateway requests awaiting an answer: the order, and whether it is a
+    /// refund (else a charge).
+    requests: BTreeMap<u64, (OrderId, bool)>,
+    next_request: Option<u64>,
+    replies: Replies,
+}
+
+impl PaymentsService {
+    /// Payments calling `gateway`.
+    pub fn new(gateway: ProcessId, patience: SimDuration) -> PaymentsService {
+        PaymentsService {
+            gateway,
+            patience,
+            ledger: StepLedger::default(),
+            reasons: BTreeMap::new(),
+            charging: BTreeMap::new(),
+            refunding: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            next_request: None,
+            replies: Replies::default(),
+        }
+    }
+
+    fn request(&mut self, ctx: &mut Ctx<'_, Msg>, order: OrderId, is_refund: bool) -> u64 {
+        // Request ids start at a random point per incarnation, so a late
+        // answer meant for an earlier incarnation matches nothing.
+        let request = match self.next_request {
+            Some(request) => request,
+            None => ctx.rng().next_u64() >> 2,
+        };
+        self.next_request = Some(request + 1);
+        self.requests.insert(request, (order, is_refund));
+        request
+    }
+
+    fn remember(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg>,
+        order: OrderId,
+        outcome: StepOutcome,
+        reason: Option<CancelReason>,
+    ) {
+        self.ledger.record(saga(order), STEP_PAY, outcome);
+        if let Some(reason) = reason {
+            self.reasons.insert(order, reason);
+        }
+        let _ = ctx;
+        self.replies.record(&ledger_record(order, STEP_PAY, outcome, reason));
+    }
+
+    fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
+        self.replies.after_sync(ctx, PAYMENTS_LOG, to, message);
+    }
+
+    fn refund(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg>,
+        order: OrderId,
+        coordinator: ProcessId,
+        outcome: StepOutcome,
+    ) {
+        // An earlier refund request's answer still counts: with a slow
+        // gateway, waiting only for the newest could wait for ever.
+        let request = self.request(ctx, order, true);
+        self.refunding.insert(order, Refunding { coordinator, outcome });
+        ctx.send(self.gateway, Msg::Gateway(GatewayMsg::Refund { request, order }));
+    }
+
+    fn execute(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg>,
+        from: ProcessId,
+        order: OrderId,
+        after_pivot: bool,
+        amount_cents: u64,
+        card: CardOutcome,
+    ) {
+        let step = STEP_PAY;
+        match self.ledger.on_execute(saga(order), step, after_pivot) {
+            LedgerAction::RepeatExecuted => {
+                self.reply(ctx, from, Internal::Executed { order, step });
+            }
+            LedgerAction::Evaluate
+                if !self.charging.contains_key(&order) && !self.refunding.contains_key(&order) =>
+            {
+                let request = self.request(ctx, order, false);
+                let sent_at = ctx.now_local();
+                let charging = Charging {
+                    coordinator: from,
+                    sent_at,
+                    refund_wanted: false,
+                    refunded_blindly: false,
+                };
+                self.charging.insert(order, charging);
+                let charge = GatewayMsg::Charge { request, order, amount_cents, card };
+                ctx.send(self.gateway, Msg::Gateway(charge));
+            }
+            LedgerAction::Evaluate => {
+                if self.refunding.contains_key(&order) {
+                    // Being compensated already: the step will never run.
+                    let reason = CancelReason::PaymentFailed;
+                    self.reply(ctx, from, Internal::StepFailed { order, step, reason });
+                }
+                // Otherwise the charge is in flight; its answer will come.
+            }
+            _ => {
+                let reason =
+                    self.reasons.get(&order).copied().unwrap_or(CancelReason::PaymentFailed);
+                self.reply(ctx, from, Internal::StepFailed { order, step, reason });
+            }
+        }
+    }
+
+    fn compensate(&mut self, ctx: &mut Ctx<'_, Msg>, from: ProcessId, order: OrderId) {
+        let step = STEP_PAY;
+        if let Some(refunding) = self.refunding.get(&order) {
+            // Asked again: the refund's answer is late or lost; ask again.
+            let outcome = refunding.outcome;
+            self.refund(ctx, order, from, outcome);
+            return;
+        }
+        if let Some(charging) = self.charging.get_mut(&order)
+            && !charging.refunded_blindly
+        {
+            charging.refund_wanted = true;
+            charging.coordinator = from;
+            if ctx.now_local() < charging.sent_at.plus(self.patience) {
+                return;
+            }
+            // The charge's answer is long overdue: refund blindly now, and
+            // again should the charge turn out to have gone through.
+            charging.refunded_blindly = true;
+            self.refund(ctx, order, from, StepOutcome::Undone);
+            return;
+        }
+        match self.ledger.on_compensate(saga(order), step) {
+            LedgerAction::Undo => self.refund(ctx, order, from, StepOutcome::Undone),
+            LedgerAction::Void => {
+                if self.ledger.outcome(saga(order), step) == Some(StepOutcome::Failed) {
+                    // Declined or failed at the gateway: nothing was taken.
+                    self.remember(ctx, order, StepOutcome::Voided, None);
+                    self.reply(ctx, from, Internal::Compensated { order, step });
+                } else {
+                    // Never heard of (a charge lost with a crash, or one that
+                    // has not arrived): refund blindly, then void.
+                    self.refund(ctx, order, from, StepOutcome::Voided);
+                }
+            }
+            _ => self.reply(ctx, from, Internal::Compensated { order, step }),
+        }
+    }
+
+    fn gateway_answer(&mut self, ctx: &mut Ctx<'_, Msg>, answer: GatewayMsg) {
+        let step = STEP_PAY;
+        let (request, order) = match &answer {
+            GatewayMsg::Charged { request, order }
+            | GatewayMsg::Declined { request, order }
+            | GatewayMsg::Refunded { request, order }
+            | GatewayMsg::Failed { request, order } => (*request, *order),
+            _ => return,
+        };
+        let Some((_, is_refund)) = self.requests.remove(&request) else { return };
+        if is_refund {
+            let Some(refunding) = self.refunding.remove(&order) else { return };
+            if let GatewayMsg::Failed { .. } = answer {
+                // A compensation must succeed: try the refund again.
+                self.refund(ctx, order, refunding.coordinator, refunding.outcome);
+                return;
+            }
+            self.remember(ctx, order, refunding.outcome, None);
+            let compensated = Internal::Compensated { order, step };
+            self.reply(ctx, refunding.coordinator, compensated);
+            return;
+        }
+        let Some(charging) = self.charging.remove(&order) else { return };
+        if charging.refunded_blindly {
+            // The step is compensated already; money taken late goes back.
+            if let GatewayMsg::Charged { .. } = answer {
+                ctx.count("microsystem.late_charges_refunded", 1);
+                self.refund(ctx, order, charging.coordinator, StepOutcome::Undone);
+            }
+            return;
+        }
+        let (outcome, reason) = match answer {
+            GatewayMsg::Charged { .. } => (StepOutcome::Executed, None),
+            GatewayMsg::Declined { .. } => {
+                (StepOutcome::Failed, Some(CancelReason::PaymentDeclined))
+            }
+            _ => (StepOutcome::Failed, Some(CancelReason::PaymentFailed)),
+        };
+        self.remember(ctx, order, outcome, reason);
+        let coordinator = charging.coordinator;
+        match (outcome, charging.refund_wanted) {
+            (StepOutcome::Executed, true) => {
+                self.refund(ctx, order, coordinator, StepOutcome::Undone)
+            }
+            (_, true) => {
+                self.remember(ctx, order, StepOutcome::Voided, None);
+                self.reply(ctx, coordinator, Internal::Compensated { order, step });
+            }
+            (StepOutcome::Executed, false) => {
+                self.reply(ctx, coordinator, Internal::Executed { order, step });
+            }
+            (_, false) => {
+                let reason = reason.unwrap_or(CancelReason::PaymentFailed);
+                self.reply(ctx, coordinator, Internal::StepFailed { order, step, reason });
+            }
+        }
+    }
+}
+
+impl Process<Msg> for PaymentsService {
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
+        for record in ctx.read_log(PAYMENTS_LOG) {
+            let mut reader = Reader::over(record);
+            while !reader.is_done() {
+                let tag = reader.u8();
+                assert_eq!(tag, LEDGER_RECORD, "{PAYMENTS_LOG}: unknown record tag {tag}");
+                let (order, step, outcome, reason) = read_ledger(&mut reader);
+                self.ledger.record(saga(order), step, outcome);
+                if let Some(reason) = reason {
+                    self.reasons.insert(order, reason);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, from: ProcessId, message: Msg) {
+        match message {
+            Msg::Internal(Internal::Execute {
+                order,
+                after_pivot,
+                task: Task::Pay { amount_cents, card },
+                ..
+            }) => self.execute(ctx, from, order, after_pivot, amount_cents, card),
+            Msg::Internal(Internal::Compensate { order, .. }) => self.compensate(ctx, from, order),
+            Msg::Gateway(answer) => self.gateway_answer(ctx, answer),
+            _ => {}
+        }
+    }
+
+    fn on_synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
+        self.replies.synced(ctx, tag);
+    }
+}
+
+// ----- Shipping -----
+
+const SHIPPING_LOG: &str = "shipping/log";
+const PARCEL_SENT: u8 = 1;
+
+/// Shipping: the pivot. It has Inventory move the reservation to shipped,
+/// then sends the parcel; it is never compensated, and the coordinator
+/// asks again until it answers.
+#[derive(Clone, Debug)]
+pub struct ShippingService {
+    inventory: ProcessId,
+    shipping: Shipping,
+    ledger: StepLedger,
+    /// Orders waiting for Inventory, with the coordinator to answer.
+    waiting: BTreeMap<OrderId, ProcessId>,
+    replies: Replies,
+}
+
+impl ShippingService {
+    /// Shipping asking `inventory` to release shipped products.
+    pub fn new(inventory: ProcessId) -> ShippingService {
+        ShippingService {
+            inventory,
+            shipping: Shipping::default(),
+            ledger: StepLedger::default(),
+            waiting: BTreeMap::new(),
+            replies: Replies::default(),
+        }
+    }
+
+    /// Parcels sent.
+    pub fn shipping(&self) -> &Shipping {
+        &self.shipping
+    }
+
+    /// Replays `records` of the shipping log.
+    pub fn replay(records: &[Vec<u8>], shipping: &mut Shipping, ledger: &mut StepLedger) {
+        for record in records {
+            let mut reader = Reader::over(record);
+            while !reader.is_done() {
+                match reader.u8() {
+                    PARCEL_SENT => {
+                        shipping.evolve(&ShippingEvent::ParcelSent { order: reader.order() })
+                    }
+                    LEDGER_RECORD => {
+                        let (order, step, outcome, _) = read_ledger(&mut reader);
+                        ledger.record(saga(order), step, outcome);
+                    }
+                    other => panic!("{SHIPPING_LOG}: unknown record tag {other}"),
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, order: OrderId, outcome: StepOutcome) {
+        self.ledger.record(saga(order), STEP_SHIP, outcome);
+        self.replies.record(&ledger_record(order, STEP_SHIP, outcome, None));
+    }
+
+    fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
+        self.replies.after_sync(ctx, SHIPPING_LOG, to, message);
+    }
+}
+
+impl Process<Msg> for ShippingService {
+    fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
+        Self::replay(ctx.read_log(SHIPPING_LOG), &mut self.shipping, &mut self.ledger);
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, from: ProcessId, message: Msg) {
+        let Msg::Internal(message) = message else { return };
+        let step = STEP_SHIP;
+        match message {
+            Internal::Execute { order, after_pivot, task: Task::Ship, .. } => {
+                match self.ledger.on_execute(saga(order), step, after_pivot) {
+                    LedgerAction::RepeatExecuted => {
+                        self.reply(ctx, from, Internal::Executed { order, step });
+                    }
+                    LedgerAction::Evaluate => {
+                        // Asked again while waiting: Inventory's answer may
+                        // have been lost, so ask it again too (idempotent).
+                        self.waiting.insert(order, from);
+                        ctx.send(self.inventory, Msg::Internal(Internal::ShipProducts { order }));
+                    }
+                    _ => {
+                        let reason = CancelReason::ShippingFailed;
+                        self.reply(ctx, from, Internal::StepFailed { order, step, reason });
+                    }
+                }
+            }
+            Internal::ProductsShipped { order } => {
+                let Some(coordinator) = self.waiting.remove(&order) else { return };
+                let command = ShippingCommand::ShipOrder { order };
+                for event in self.shipping.decide(&command).unwrap_or_default() {
+                    ctx.record("ParcelSent", order.0);
+                    self.replies.record(&Writer::new(PARCEL_SENT).u64(order.0).finish());
+                    self.shipping.evolve(&event);
+                }
+                self.remember(order, StepOutcome::Executed);
+                self.reply(ctx, coordinator, Internal::Executed { order, step });
+            }
+            Internal::ShipRefused { order } => {
+                let Some(coordinator) = self.waiting.remove(&order) else { return };
+                self.remember(order, StepOutcome::Failed);
+                let reason = CancelReason::ShippingFailed;
+                self.reply(ctx, coordinator, Internal::StepFailed { order, step, reason });
+            }
+            Internal::Compensate { order, step } => {
+                // The pivot is never compensated; answer so nothing waits.
+                self.reply(ctx, from, Internal::Compensated { order, step });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
+        self.replies.synced(ctx, tag);
+    }
+}
