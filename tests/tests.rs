@@ -1,6 +1,7 @@
 //! Workspace-level tests: one binary (ripgrep style), one module per area.
 mod bench;
 mod determinism;
+mod library;
 mod queue;
 mod scenario_files;
 mod tidy;
