@@ -26,8 +26,8 @@ mod orders;
 mod ping_pong;
 
 pub use mixed::{MIXED_DURATION, MixedConfig, MixedResult, mixed};
-pub use orders::{MICROSYSTEM_DURATION, microsystem_orders, microsystem_scenario};
 pub use mm1::{Job, MM1_CUSTOMERS, Mm1Result, mm1, mm1_detailed};
+pub use orders::{MICROSYSTEM_DURATION, microsystem_orders, microsystem_scenario};
 pub use ping_pong::{
     Ball, PING_PONG_DELIVERIES, PING_PONG_LATENCY_MEAN, PING_PONG_PROCESSES, ping_pong,
     ping_pong_baseline, ping_pong_world, run_deliveries,

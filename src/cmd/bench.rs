@@ -224,7 +224,9 @@ fn print_table(args: &BenchArgs, rows: &[Row], ratio: Option<f64>) {
         );
     }
     println!("events: balls caught for the ping-pong rows, queue events for the others");
-    println!("microsystem-16: 16 stateful nodes, 1,000 orders/s, 60 s of arrivals + 5 s drain; sim/real is its speed-up over real time");
+    println!(
+        "microsystem-16: 16 stateful nodes, 1,000 orders/s, 60 s of arrivals + 5 s drain; sim/real is its speed-up over real time"
+    );
     if let Some(ratio) = ratio {
         println!("ping-pong / baseline = {ratio:.2}x");
     }

@@ -26,7 +26,8 @@ pub fn microsystem_scenario(duration: SimDuration) -> Scenario {
 /// Runs the 16-node microsystem for `duration` of arrivals.
 pub fn microsystem_orders(seed: Seed, duration: SimDuration) -> WorkloadResult {
     let scenario = microsystem_scenario(duration);
-    let outcome = crate::run::run(&scenario, Architecture::Microsystem, seed.0, &mut Hooks::default());
+    let outcome =
+        crate::run::run(&scenario, Architecture::Microsystem, seed.0, &mut Hooks::default());
     WorkloadResult {
         events: outcome.events,
         deliveries: outcome.orders.completed,
