@@ -9,7 +9,7 @@
 //! | `processing-i` (× `instances`) | one stateless [`Processing`] instance | `processing` |
 //! | `event-log` | one [`LogStore`] per Orders shard: the authoritative event logs and the fencing point | `database` |
 //! | `orders-j` (× `nodes`) | [`OrdersReplica`]s: shard `s`'s active on node `s mod nodes`, its passive on the next | `orders`; the node of shard 0's active is also `orders-active`, of its passive `orders-passive` |
-//! | `inventory`, `payments`, `shipping` | the saga's participants ([`services`]) | `inventory`, `payments`, `shipping` |
+//! | `inventory`, `payments`, `shipping` | the saga's participants ([`InventoryService`], [`PaymentsService`], [`ShippingService`]) | `inventory`, `payments`, `shipping` |
 //! | `saga` | the durable saga coordinator [`OrderSagas`] | `saga` |
 //! | `broker` | the [`Broker`] and the read model's [`Projection`] | `broker` |
 //!
@@ -234,7 +234,7 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
             .expect("a valid registration");
             let producer =
                 Producer::new(ProducerConfig::default(), broker).expect("a valid producer");
-            let value = OrdersReplica::new(shard, replica, registration, producer);
+            let value = OrdersReplica::new(shard, replica, registration, producer, detection);
             let name = format!("orders-{shard}-{}", if rank == 0 { "a" } else { "b" });
             let id = sim.spawn(node, name, move || value.clone());
             assert_eq!(id, *expected, "replica ids are known before they are spawned");
@@ -361,27 +361,6 @@ fn observe(
     not_applicable: Vec<String>,
 ) -> Observations {
     let (requests, order_values) = harness::requests(sim, clients);
-    if std::env::var("OPEN").is_ok() {
-        if let Some(coordinator) = sim.process_state::<OrderSagas>(world.coordinator) {
-            for (order, phase) in coordinator.open_phases() {
-                eprintln!("OPEN {order} {phase:?}");
-            }
-        }
-    }
-    if std::env::var("CENSUS").is_ok() {
-        for node in 0..sim.node_count() {
-            let storage = sim.storage(NodeId(node as u32));
-            for name in storage.log_names() {
-                let records = storage.read(name);
-                eprintln!(
-                    "CENSUS {} {name} {} {}",
-                    sim.node(NodeId(node as u32)).name,
-                    records.len(),
-                    records.iter().map(Vec::len).sum::<usize>()
-                );
-            }
-        }
-    }
     let orders = system_of_record(sim, world);
     let inventory = match sim.process_state::<InventoryService>(world.inventory.0) {
         Some(service) => service.inventory().clone(),

@@ -166,6 +166,10 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
                     GatewayMsg::Charged { request, order }
                 } else {
                     let command = PaymentCommand::SubmitPayment { order, amount_cents, card };
+                    // A repeated charge is answered from the ledger; its
+                    // approval is not written again, or a restart would
+                    // replay the copy as a second charge.
+                    let repeat = self.ledger.charged().contains_key(&order);
                     match self.ledger.decide(&command) {
                         Ok(events) => {
                             let mut answer = GatewayMsg::Declined { request, order };
@@ -173,7 +177,9 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
                                 if let PaymentEvent::PaymentApproved { .. } = event {
                                     answer = GatewayMsg::Charged { request, order };
                                 }
-                                self.record(ctx, event);
+                                if !repeat {
+                                    self.record(ctx, event);
+                                }
                             }
                             answer
                         }
