@@ -34,6 +34,39 @@
 //! folds them into the order-status read model, which lags the system of
 //! record (`read_model_lag_ms`) and must agree with it after the drain.
 //!
+//! On the critical path an order crosses 22 links, the instance's CPU and
+//! the gateway (73 ms with the default scenario's 1 ms links, 1 ms of CPU
+//! and a 50 ms gateway); nothing else costs time, because every sync is
+//! instant (nodes fsync in zero time) and no queue forms at moderate load.
+//!
+//! # Made to carry a thousand orders a second
+//!
+//! - Writes to a shard are pipelined: one batch in flight per shard, and
+//!   the commands that come meanwhile go together in the next (group
+//!   commit); under load one replicated write carries several orders.
+//! - The coordinator journals every change but waits for the sync only
+//!   before acting on an acceptance (the order must not be forgotten) or a
+//!   decision to compensate (it must not be taken back); the rest is
+//!   synced every 10 ms: every command it sends is idempotent at its
+//!   receiver, so a forward step lost in a crash is simply redone.
+//! - Deadlines (step timeouts, retries) are checked by one periodic sweep
+//!   per process rather than a timer per command.
+//! - Each active publishes its status changes after lingering 10 ms, so a
+//!   published record carries several.
+//!
+//! # Where the system is unavailable
+//!
+//! - The first active of each shard is elected at the first heartbeat tick
+//!   (a fresh group does not wait a detection timeout,
+//!   [`ReplicationConfig::bootstrap_timeout`]): the first orders wait
+//!   about one heartbeat.
+//! - While a shard fails over, writes to it wait (the coordinator retries)
+//!   for about a detection timeout.
+//! - The event-log node (role `database`) is one node: while it is down no
+//!   shard can be written. The coordinator is one process: while it is
+//!   down orders wait at the processing instances, which give up after a
+//!   step timeout without answering, so customers time out.
+//!
 //! # Failover and fencing
 //!
 //! Each shard is the kit's active-passive replication: the active
