@@ -117,6 +117,8 @@ pub const ARCHITECTURES: &[&str] = &["microlith", "reactive", "microsystem"];
 /// applicable" (the microlith has no `broker`, only the microsystem has
 /// `orders-active`, ...).
 pub const ROLES: &[&str] = &[
+    "edge",
+    "saga",
     "gateway",
     "orders",
     "inventory",

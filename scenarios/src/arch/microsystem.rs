@@ -9,7 +9,7 @@
 //! | `processing-i` (× `instances`) | one stateless [`Processing`] instance | `processing` |
 //! | `event-log` | one [`LogStore`] per Orders shard: the authoritative event logs and the fencing point | `database` |
 //! | `orders-j` (× `nodes`) | [`OrdersReplica`]s: shard `s`'s active on node `s mod nodes`, its passive on the next | `orders`; the node of shard 0's active is also `orders-active`, of its passive `orders-passive` |
-//! | `inventory`, `payments`, `shipping` | the saga's participants ([`services`]) | `inventory`, `payments`, `shipping` |
+//! | `inventory`, `payments`, `shipping` | the saga's participants ([`InventoryService`], [`PaymentsService`], [`ShippingService`]) | `inventory`, `payments`, `shipping` |
 //! | `saga` | the durable saga coordinator [`OrderSagas`] | `saga` |
 //! | `broker` | the [`Broker`] and the read model's [`Projection`] | `broker` |
 //!
@@ -33,6 +33,39 @@
 //! active publishes its status changes to the broker, and the projection
 //! folds them into the order-status read model, which lags the system of
 //! record (`read_model_lag_ms`) and must agree with it after the drain.
+//!
+//! On the critical path an order crosses 22 links, the instance's CPU and
+//! the gateway (73 ms with the default scenario's 1 ms links, 1 ms of CPU
+//! and a 50 ms gateway); nothing else costs time, because every sync is
+//! instant (nodes fsync in zero time) and no queue forms at moderate load.
+//!
+//! # Made to carry a thousand orders a second
+//!
+//! - Writes to a shard are pipelined: one batch in flight per shard, and
+//!   the commands that come meanwhile go together in the next (group
+//!   commit); under load one replicated write carries several orders.
+//! - The coordinator journals every change but waits for the sync only
+//!   before acting on an acceptance (the order must not be forgotten) or a
+//!   decision to compensate (it must not be taken back); the rest is
+//!   synced every 10 ms: every command it sends is idempotent at its
+//!   receiver, so a forward step lost in a crash is simply redone.
+//! - Deadlines (step timeouts, retries) are checked by one periodic sweep
+//!   per process rather than a timer per command.
+//! - Each active publishes its status changes after lingering 10 ms, so a
+//!   published record carries several.
+//!
+//! # Where the system is unavailable
+//!
+//! - The first active of each shard is elected at the first heartbeat tick
+//!   (a fresh group does not wait a detection timeout,
+//!   [`ReplicationConfig::bootstrap_timeout`]): the first orders wait
+//!   about one heartbeat.
+//! - While a shard fails over, writes to it wait (the coordinator retries)
+//!   for about a detection timeout.
+//! - The event-log node (role `database`) is one node: while it is down no
+//!   shard can be written. The coordinator is one process: while it is
+//!   down orders wait at the processing instances, which give up after a
+//!   step timeout without answering, so customers time out.
 //!
 //! # Failover and fencing
 //!
@@ -234,7 +267,7 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
             .expect("a valid registration");
             let producer =
                 Producer::new(ProducerConfig::default(), broker).expect("a valid producer");
-            let value = OrdersReplica::new(shard, replica, registration, producer);
+            let value = OrdersReplica::new(shard, replica, registration, producer, detection);
             let name = format!("orders-{shard}-{}", if rank == 0 { "a" } else { "b" });
             let id = sim.spawn(node, name, move || value.clone());
             assert_eq!(id, *expected, "replica ids are known before they are spawned");
@@ -361,27 +394,6 @@ fn observe(
     not_applicable: Vec<String>,
 ) -> Observations {
     let (requests, order_values) = harness::requests(sim, clients);
-    if std::env::var("OPEN").is_ok() {
-        if let Some(coordinator) = sim.process_state::<OrderSagas>(world.coordinator) {
-            for (order, phase) in coordinator.open_phases() {
-                eprintln!("OPEN {order} {phase:?}");
-            }
-        }
-    }
-    if std::env::var("CENSUS").is_ok() {
-        for node in 0..sim.node_count() {
-            let storage = sim.storage(NodeId(node as u32));
-            for name in storage.log_names() {
-                let records = storage.read(name);
-                eprintln!(
-                    "CENSUS {} {name} {} {}",
-                    sim.node(NodeId(node as u32)).name,
-                    records.len(),
-                    records.iter().map(Vec::len).sum::<usize>()
-                );
-            }
-        }
-    }
     let orders = system_of_record(sim, world);
     let inventory = match sim.process_state::<InventoryService>(world.inventory.0) {
         Some(service) => service.inventory().clone(),

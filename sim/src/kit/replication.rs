@@ -1045,6 +1045,15 @@ where
         self.writes.len()
     }
 
+    /// Asks the store at once for the entries after the last one applied:
+    /// for a host that has reason to think its memory image is behind (a
+    /// command about something it has never seen). Without fencing, an
+    /// active that a rival's writes overtook learns of them no other way
+    /// until it writes itself.
+    pub fn catch_up<M: Carry<Replication<A::Event>>>(&mut self, ctx: &mut Ctx<'_, M>) {
+        self.request_catch_up(ctx, true);
+    }
+
     /// How far `peer` has acknowledged the stream (when active).
     pub fn peer_through(&self, peer: ProcessId) -> u64 {
         self.peer_through.get(&peer).copied().unwrap_or(0)

@@ -25,6 +25,12 @@ impl Writer {
         Writer { bytes }
     }
 
+    /// Continues `bytes` (records are appended one after another; the next
+    /// byte written is the new record's tag).
+    pub fn onto(bytes: Vec<u8>) -> Writer {
+        Writer { bytes }
+    }
+
     /// Appends one byte.
     pub fn u8(mut self, value: u8) -> Writer {
         self.bytes.push(value);

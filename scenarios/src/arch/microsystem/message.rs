@@ -105,9 +105,17 @@ pub enum Internal {
         /// The coordinator's request.
         request: u64,
     },
+    /// Orders replica to coordinator: the batch's other commands are
+    /// written (or needed nothing), but these did not fit the active's
+    /// state and were left out (by position in the batch).
+    OrdersPartly {
+        /// The coordinator's request.
+        request: u64,
+        /// The commands left out.
+        deferred: Vec<u32>,
+    },
     /// Orders replica to coordinator: not taken (this replica is not the
-    /// active, or the command does not fit its state); `active` is its
-    /// guess of who is.
+    /// active); `active` is its guess of who is.
     OrdersRefused {
         /// The coordinator's request.
         request: u64,
@@ -183,6 +191,7 @@ impl Internal {
             Internal::OrderRefused { .. } => "OrderRefused",
             Internal::OrdersBatch { .. } => "OrdersBatch",
             Internal::OrdersDone { .. } => "OrdersDone",
+            Internal::OrdersPartly { .. } => "OrdersPartly",
             Internal::OrdersRefused { .. } => "OrdersRefused",
             Internal::Execute { task, .. } => match task {
                 Task::Reserve { .. } => "ReserveProducts",
@@ -224,6 +233,9 @@ impl Internal {
                 (6, *request, folded)
             }
             Internal::OrdersDone { request } => (7, *request, 0),
+            Internal::OrdersPartly { request, deferred } => {
+                (17, *request, deferred.iter().fold(0, |hash, index| mix(hash ^ u64::from(*index))))
+            }
             Internal::OrdersRefused { request, active } => {
                 (8, *request, active.map_or(u64::MAX, |active| u64::from(active.0)))
             }

@@ -35,7 +35,8 @@ use sim::kit::broker::{Producer, ProducerEvent};
 use sim::kit::discovery::{Registration, ServiceName};
 use sim::kit::persistence::Aggregate;
 use sim::kit::replication::{REPLICA_TICK_TAG, Replica, ReplicaRole, Replication};
-use sim::{Ctx, Process, ProcessId, SimDuration, Storage, TimerId};
+use sim::{Ctx, LocalTime, Process, ProcessId, SimDuration, Storage, TimerId};
+use std::collections::BTreeMap;
 
 /// The broker topic carrying status changes.
 pub const STATUS_TOPIC: &str = "order-status";
@@ -162,18 +163,28 @@ pub struct OrdersReplica {
     publishing: Option<(u64, usize)>,
     /// Whether the linger timer is set.
     lingering: bool,
+    /// Writes made with some commands left out, by request: the
+    /// coordinator to tell, and the commands left out (by position).
+    partly: BTreeMap<u64, (ProcessId, Vec<u32>)>,
+    /// Since when commands have kept not fitting the memory image.
+    deferring_since: Option<LocalTime>,
+    /// How long they may before the log is read again.
+    patience: SimDuration,
     /// The newest epoch this incarnation led.
     led_epoch: u64,
 }
 
 impl OrdersReplica {
     /// A replica of shard `shard` around the kit's `replica`, registering
-    /// with `registration` while active and publishing with `producer`.
+    /// with `registration` while active and publishing with `producer`;
+    /// `patience` is how long commands may keep not fitting its memory
+    /// image before it reads the log again (a detection timeout).
     pub fn new(
         shard: u32,
         replica: Replica<OrdersShard>,
         registration: Registration,
         producer: Producer<StatusBatch>,
+        patience: SimDuration,
     ) -> OrdersReplica {
         OrdersReplica {
             shard,
@@ -184,6 +195,9 @@ impl OrdersReplica {
             published: 0,
             publishing: None,
             lingering: false,
+            partly: BTreeMap::new(),
+            deferring_since: None,
+            patience,
             led_epoch: 0,
         }
     }
@@ -212,28 +226,71 @@ impl OrdersReplica {
         }
         let orders = &self.replica.state().orders;
         let mut events = Vec::with_capacity(commands.len());
-        for command in &commands {
+        let mut deferred = Vec::new();
+        for (index, command) in commands.iter().enumerate() {
             match orders.decide(command) {
                 Ok(decided) => events.extend(decided.into_iter().map(ShardEvent)),
-                Err(_) => {
-                    // A command that does not fit this memory image (only a
-                    // split brain makes that possible): the coordinator asks
-                    // again, maybe another active.
-                    ctx.count("microsystem.orders_refused", 1);
-                    let active = Some(ctx.me());
-                    ctx.send(from, Msg::Internal(Internal::OrdersRefused { request, active }));
-                    return;
-                }
+                // A command that does not fit this memory image: only a
+                // split brain makes that possible, by a rival's writes this
+                // active has not read. It waits; the rest is written.
+                Err(_) => deferred.push(index as u32),
+            }
+        }
+        if deferred.is_empty() {
+            self.deferring_since = None;
+        } else {
+            ctx.count("microsystem.orders_deferred", deferred.len() as u64);
+            // An active learns of a rival's writes when it next writes
+            // itself (the gap in its sequence numbers); if commands keep not
+            // fitting for a detection timeout, it reads the log again.
+            let now = ctx.now_local();
+            let since = *self.deferring_since.get_or_insert(now);
+            if now >= since.plus(self.patience) {
+                self.replica.catch_up(ctx);
+                self.deferring_since = Some(now);
             }
         }
         if events.is_empty() {
-            ctx.send(from, Msg::Internal(Internal::OrdersDone { request }));
+            if !deferred.is_empty() {
+                let answer = Internal::OrdersPartly { request, deferred };
+                ctx.send(from, Msg::Internal(answer));
+            } else {
+                ctx.send(from, Msg::Internal(Internal::OrdersDone { request }));
+            }
             return;
         }
-        let write = Replication::Write { aggregate: u64::from(self.shard), request, events };
-        // The replica answers the coordinator itself, once the store has the
-        // events durably.
-        self.replica.on_message(ctx, from, Msg::Replication(write));
+        let aggregate = u64::from(self.shard);
+        let write = Replication::Write { aggregate, request, events };
+        if deferred.is_empty() {
+            // The replica answers the coordinator itself, once the store has
+            // the events durably.
+            self.replica.on_message(ctx, from, Msg::Replication(write));
+        } else {
+            // The answer must say what was left out: the replica answers
+            // here, and this process tells the coordinator.
+            self.partly.insert(request, (from, deferred));
+            let me = ctx.me();
+            self.replica.on_message(ctx, me, Msg::Replication(write));
+        }
+    }
+
+    /// The replica's answer to a write it made for this process (one that
+    /// left commands out), passed on to the coordinator.
+    fn partly_answered(&mut self, ctx: &mut Ctx<'_, Msg>, answer: Replication<ShardEvent>) {
+        let request = match &answer {
+            Replication::Written { request, .. } | Replication::WriteRejected { request, .. } => {
+                *request
+            }
+            _ => return,
+        };
+        let Some((coordinator, deferred)) = self.partly.remove(&request) else { return };
+        match answer {
+            Replication::Written { .. } => {
+                let answer = Internal::OrdersPartly { request, deferred };
+                ctx.send(coordinator, Msg::Internal(answer));
+            }
+            rejected => ctx.send(coordinator, Msg::Replication(rejected)),
+        }
     }
 
     /// Follows the replica's role: registers while active, counts a
@@ -296,25 +353,27 @@ impl Process<Msg> for OrdersReplica {
             Msg::Internal(Internal::OrdersBatch { request, commands }) => {
                 self.commands(ctx, from, request, commands);
             }
+            Msg::Replication(
+                answer @ (Replication::Written { .. } | Replication::WriteRejected { .. }),
+            ) if from == ctx.me() => self.partly_answered(ctx, answer),
             Msg::Replication(replication) => {
                 self.replica.on_message(ctx, from, Msg::Replication(replication));
             }
-            Msg::Broker(broker) => match self.producer.on_message(ctx, &broker) {
-                Some(ProducerEvent::Acked { request, .. }) => {
-                    if let Some((in_flight, end)) = self.publishing
-                        && in_flight == request
-                    {
+            Msg::Broker(broker) => {
+                let settled = match self.producer.on_message(ctx, &broker) {
+                    Some(ProducerEvent::Acked { request, .. }) => Some((request, true)),
+                    Some(ProducerEvent::Rejected { request, .. }) => Some((request, false)),
+                    None => None,
+                };
+                if let (Some((request, acked)), Some((in_flight, end))) = (settled, self.publishing)
+                    && request == in_flight
+                {
+                    if acked {
                         self.published = end;
-                        self.publishing = None;
                     }
+                    self.publishing = None;
                 }
-                Some(ProducerEvent::Rejected { request, .. }) => {
-                    if self.publishing.is_some_and(|(in_flight, _)| in_flight == request) {
-                        self.publishing = None;
-                    }
-                }
-                None => {}
-            },
+            }
             // Registration answers (a full registry) and anything else.
             _ => {}
         }

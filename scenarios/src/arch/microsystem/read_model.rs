@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sim::kit::projection::{Position, ReadModel};
 
 /// Status changes of one shard, in the order its log applied them:
-/// (order id, [`status_code`]).
+/// (order id, status code: 1 created, 2 completed, 10 + reason cancelled).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusBatch {
     /// The changes.
@@ -102,16 +102,14 @@ impl ReadModel for StatusView {
     }
 }
 
-/// A cancellation reason's status code (for tests).
-#[cfg(test)]
-fn cancelled_code(reason: CancelReason) -> u8 {
-    CANCELLED_BASE + super::codec::reason_code(reason)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::CancelReason;
+
+    fn cancelled_code(reason: CancelReason) -> u8 {
+        CANCELLED_BASE + super::super::codec::reason_code(reason)
+    }
 
     #[test]
     fn copies_and_reorderings_give_the_same_model() {

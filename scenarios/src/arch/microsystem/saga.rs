@@ -16,17 +16,21 @@
 //!
 //! # Durability
 //!
-//! Every state change is journaled to the node's storage. The acceptance
-//! is acted on only once durable: the processing instance stops asking,
-//! so the order must not be forgotten. Later changes are acted on at once
-//! and made durable by a group commit every sweep interval (as a database
-//! flushing its journal every so often): a crash can take back the last
-//! few, and then the coordinator, replaying its log, redoes the steps they
-//! recorded. That is safe because every command it sends is idempotent at
-//! its receiver (the participants' step ledgers, the Orders aggregate), so
-//! a step redone is answered from the receiver's memory, never done twice.
-//! After a crash it resumes every unfinished order where its log says,
-//! re-sending the command that was in flight.
+//! Every state change is journaled to the node's storage. Two kinds are
+//! acted on only once durable: the acceptance (the processing instance
+//! stops asking, so the order must not be forgotten) and a step's failure
+//! or timeout (the decision to compensate: were it forgotten, the
+//! coordinator could resume forward while a participant undoes its step on
+//! the forgotten command's word). The other changes, which only move an
+//! order forward or continue a compensation already decided, are acted on
+//! at once and made durable by a group commit every sweep interval (as a
+//! database flushing its journal every so often): a crash can take back
+//! the last few, and the coordinator, replaying its log, redoes the steps
+//! they recorded. That is safe because every command it sends is
+//! idempotent at its receiver (the participants' step ledgers, the Orders
+//! aggregate), so a step redone is answered from the receiver's memory,
+//! never done twice. After a crash it resumes every unfinished order where
+//! its log says, re-sending the command that was in flight.
 //!
 //! # Finding Orders
 //!
@@ -49,7 +53,7 @@ use sim::kit::saga::{
     Saga, SagaCommand, SagaDecision, SagaId, SagaInput, SagaPhase, SagaRecord, SagaState,
 };
 use sim::{Component, Ctx, LocalTime, Process, ProcessId, SimDuration, TimerId};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 /// How the coordinator is wired and how patient it is.
@@ -112,18 +116,14 @@ impl Record {
         }
     }
 
+    /// Appends the record's bytes to `bytes`.
     fn encode_into(&self, bytes: &mut Vec<u8>) {
-        bytes.extend_from_slice(&self.encode());
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        match self {
+        let writer = Writer::onto(std::mem::take(bytes));
+        *bytes = match self {
             Record::Accepted { order, client, card, lines } => {
-                Writer::new(1).u64(order.0).u32(client.0).u8(card_code(*card)).lines(lines).finish()
+                writer.u8(1).u64(order.0).u32(client.0).u8(card_code(*card)).lines(lines).finish()
             }
-            Record::Created { order, at } => {
-                Writer::new(2).u64(order.0).i64(at.as_nanos()).finish()
-            }
+            Record::Created { order, at } => writer.u8(2).u64(order.0).i64(at.as_nanos()).finish(),
             Record::Saga(record) => {
                 let kind = match record {
                     SagaRecord::Started { .. } => 0,
@@ -135,13 +135,13 @@ impl Record {
                     SagaRecord::Aborted { .. } => 6,
                 };
                 let step = record.step().unwrap_or(0);
-                Writer::new(3).u8(kind).u64(record.saga().0).u32(step).finish()
+                writer.u8(3).u8(kind).u64(record.saga().0).u32(step).finish()
             }
             Record::Reason { order, reason } => {
-                Writer::new(4).u64(order.0).u8(reason_code(*reason)).finish()
+                writer.u8(4).u64(order.0).u8(reason_code(*reason)).finish()
             }
-            Record::Closed { order } => Writer::new(5).u64(order.0).finish(),
-        }
+            Record::Closed { order } => writer.u8(5).u64(order.0).finish(),
+        };
     }
 
     /// The records of one storage record, in order.
@@ -182,6 +182,38 @@ impl Record {
             5 => Record::Closed { order: reader.order() },
             _ => panic!("{LOG}: unknown record tag {tag}"),
         }
+    }
+}
+
+/// A set of order ids as a bitmap: order ids are dense from 1 (the
+/// workload numbers them), so a bit per order is the smallest and fastest
+/// way to remember tens of thousands of closed orders.
+#[derive(Clone, Debug, Default)]
+struct OrderSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl OrderSet {
+    fn contains(&self, order: OrderId) -> bool {
+        let index = order.0 as usize;
+        self.words.get(index / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    fn insert(&mut self, order: OrderId) {
+        let index = order.0 as usize;
+        if self.words.len() <= index / 64 {
+            self.words.resize(index / 64 + 1, 0);
+        }
+        let bit = 1 << (index % 64);
+        if self.words[index / 64] & bit == 0 {
+            self.words[index / 64] |= bit;
+            self.len += 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -262,9 +294,7 @@ pub struct OrderSagas {
     entries: BTreeMap<OrderId, Entry>,
     /// Orders closed: only their ids are kept, so a repeated start is
     /// recognised; everything else about them is in the log.
-    closed: BTreeSet<OrderId>,
-    /// Orders with a deadline (a step command in flight or a backoff).
-    timed: BTreeSet<OrderId>,
+    closed: OrderSet,
     running: u32,
     ticks: u64,
     /// Orders to act on once the sync with this tag completes (accepted,
@@ -291,8 +321,7 @@ impl OrderSagas {
             config,
             services,
             entries: BTreeMap::new(),
-            closed: BTreeSet::new(),
-            timed: BTreeSet::new(),
+            closed: OrderSet::default(),
             running: 0,
             ticks: 0,
             syncing: BTreeMap::new(),
@@ -327,7 +356,7 @@ impl OrderSagas {
     fn apply(&mut self, record: &Record) {
         match record {
             Record::Accepted { order, client, card, lines } => {
-                if !self.entries.contains_key(order) && !self.closed.contains(order) {
+                if !self.entries.contains_key(order) && !self.closed.contains(*order) {
                     self.running += 1;
                     let entry = Entry {
                         client: *client,
@@ -379,7 +408,6 @@ impl OrderSagas {
             self.apply(record);
             Self::report(ctx, record);
         }
-        self.timed.remove(&order);
         let entry = self.entries.get_mut(&order).expect("journaling a known order");
         entry.deadline = None;
         entry.backing_off = false;
@@ -401,10 +429,7 @@ impl OrderSagas {
 
     fn report(ctx: &mut Ctx<'_, Msg>, record: &Record) {
         match record {
-            Record::Created { order, .. } => {
-                ctx.trace(Component::Saga, "started", order.0, 0);
-                ctx.count("saga.started", 1);
-            }
+            Record::Created { order, .. } => ctx.trace(Component::Saga, "started", order.0, 0),
             Record::Saga(saga_record) => {
                 let step = saga_record.step().map_or(0, i64::from);
                 ctx.trace(Component::Saga, saga_record.kind(), saga_record.saga().0, step);
@@ -434,7 +459,6 @@ impl OrderSagas {
             ctx.send(entry.client, Msg::Edge(Edge::OrderAnswered { order, answer }));
             // Everything else about it is in the log.
             self.entries.remove(&order);
-            self.timed.remove(&order);
             self.closed.insert(order);
             return;
         }
@@ -473,7 +497,6 @@ impl OrderSagas {
         ctx.send(definition.participant, Msg::Internal(message));
         entry.backing_off = false;
         entry.deadline = Some(ctx.now_local().plus(definition.timeout));
-        self.timed.insert(order);
     }
 
     fn handle(
@@ -502,7 +525,15 @@ impl OrderSagas {
                 }
                 logged.extend(records.into_iter().map(Record::Saga));
                 self.journal(ctx, order, logged);
-                self.act(ctx, order);
+                if failing {
+                    // A decision to compensate is acted on only once
+                    // durable: were it lost in a crash, the coordinator
+                    // could resume forward while a participant undoes its
+                    // step on the forgotten command's word.
+                    self.sync_then_act(ctx, vec![order]);
+                } else {
+                    self.act(ctx, order);
+                }
             }
             SagaDecision::ResendNow => {
                 if let SagaPhase::Executing { step } = phase {
@@ -513,7 +544,6 @@ impl OrderSagas {
             SagaDecision::ResendLater => {
                 entry.backing_off = true;
                 entry.deadline = Some(ctx.now_local().plus(retry_interval));
-                self.timed.insert(order);
             }
             SagaDecision::Ignore => ctx.count("saga.stale_answers", 1),
         }
@@ -612,13 +642,23 @@ impl OrderSagas {
         batch.deadline = ctx.now_local().plus(self.config.write_retry);
     }
 
-    fn batch_done(&mut self, ctx: &mut Ctx<'_, Msg>, request: u64) {
+    /// Batch `request` is written, but for the commands at `deferred`,
+    /// which go back in line for the next batch.
+    fn batch_done(&mut self, ctx: &mut Ctx<'_, Msg>, request: u64, deferred: &[u32]) {
         let Some(batch) = self.batches.remove(&request) else { return };
         let route = &mut self.routes[batch.shard as usize];
         if route.batch == Some(request) {
             route.batch = None;
         }
-        for id in batch.writes {
+        let mut done = Vec::with_capacity(batch.writes.len());
+        for (index, id) in batch.writes.into_iter().enumerate() {
+            if deferred.contains(&(index as u32)) {
+                route.waiting.push_back(id);
+            } else {
+                done.push(id);
+            }
+        }
+        for id in done {
             self.write_done(ctx, id);
         }
         self.flush(ctx, batch.shard);
@@ -664,13 +704,12 @@ impl OrderSagas {
     fn sweep(&mut self, ctx: &mut Ctx<'_, Msg>) {
         let now = ctx.now_local();
         let due: Vec<OrderId> = self
-            .timed
+            .entries
             .iter()
-            .filter(|order| self.entries[order].deadline.is_some_and(|deadline| now >= deadline))
-            .copied()
+            .filter(|(_, entry)| entry.deadline.is_some_and(|deadline| now >= deadline))
+            .map(|(order, _)| *order)
             .collect();
         for order in due {
-            self.timed.remove(&order);
             let Some(entry) = self.entries.get_mut(&order) else { continue };
             entry.deadline = None;
             if entry.backing_off {
@@ -744,7 +783,7 @@ impl OrderSagas {
         request: crate::domain::PlaceOrder,
     ) {
         let order = request.order;
-        if self.closed.contains(&order) {
+        if self.closed.contains(order) {
             ctx.send(from, Msg::Internal(Internal::OrderAccepted { order }));
             return;
         }
@@ -840,13 +879,27 @@ impl Process<Msg> for OrderSagas {
                     let input = SagaInput::Compensated { step };
                     self.participant_answer(ctx, from, order, step, input, None);
                 }
-                Internal::OrdersDone { request } => self.batch_done(ctx, request),
+                Internal::OrdersDone { request } => self.batch_done(ctx, request, &[]),
+                Internal::OrdersPartly { request, deferred } => {
+                    let all = self
+                        .batches
+                        .get(&request)
+                        .is_some_and(|batch| deferred.len() >= batch.writes.len());
+                    if all {
+                        // Nothing fitted: ask again after a pause.
+                        self.batch_refused(ctx, request, None);
+                    } else {
+                        self.batch_done(ctx, request, &deferred);
+                    }
+                }
                 Internal::OrdersRefused { request, active } => {
                     self.batch_refused(ctx, request, active)
                 }
                 _ => {}
             },
-            Msg::Replication(Replication::Written { request, .. }) => self.batch_done(ctx, request),
+            Msg::Replication(Replication::Written { request, .. }) => {
+                self.batch_done(ctx, request, &[])
+            }
             Msg::Replication(Replication::WriteRejected { request, reason, .. }) => match reason {
                 WriteRejection::NotActive { active } => self.batch_refused(ctx, request, active),
                 _ => self.batch_refused(ctx, request, None),

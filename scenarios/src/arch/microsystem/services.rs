@@ -11,7 +11,9 @@
 //! to the node's storage and every answer waits for the sync (reply after
 //! the write), so a crash never takes back something a participant said.
 
-use super::codec::{Reader, Writer, outcome_code, outcome_from, reason_code, reason_from};
+use super::codec::{
+    Reader, Writer, card_code, card_from, outcome_code, outcome_from, reason_code, reason_from,
+};
 use super::message::{Internal, Msg, Task};
 use crate::domain::{
     CancelReason, CardOutcome, Inventory, InventoryCommand, InventoryEvent, OrderId, Shipping,
@@ -36,7 +38,7 @@ struct Replies {
     /// Records of the message being handled, appended to the log as one
     /// storage record when it answers (they become durable together).
     records: Vec<u8>,
-    waiting: BTreeMap<u64, (ProcessId, Internal)>,
+    waiting: BTreeMap<u64, (ProcessId, Msg)>,
     next_tag: u64,
 }
 
@@ -48,7 +50,7 @@ impl Replies {
 
     /// Writes the records so far to `log`, and sends `message` to `to` once
     /// they (and everything before them) are durable.
-    fn after_sync(&mut self, ctx: &mut Ctx<'_, Msg>, log: &str, to: ProcessId, message: Internal) {
+    fn after_sync(&mut self, ctx: &mut Ctx<'_, Msg>, log: &str, to: ProcessId, message: Msg) {
         if !self.records.is_empty() {
             ctx.append(log, std::mem::take(&mut self.records));
         }
@@ -58,9 +60,16 @@ impl Replies {
         ctx.sync(tag);
     }
 
+    /// Writes the records so far to `log` without answering anyone.
+    fn flush(&mut self, ctx: &mut Ctx<'_, Msg>, log: &str) {
+        if !self.records.is_empty() {
+            ctx.append(log, std::mem::take(&mut self.records));
+        }
+    }
+
     fn synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
         if let Some((to, message)) = self.waiting.remove(&tag) {
-            ctx.send(to, Msg::Internal(message));
+            ctx.send(to, message);
         }
     }
 }
@@ -182,7 +191,7 @@ impl InventoryService {
     }
 
     fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
-        self.replies.after_sync(ctx, INVENTORY_LOG, to, message);
+        self.replies.after_sync(ctx, INVENTORY_LOG, to, Msg::Internal(message));
     }
 
     fn decide(&mut self, ctx: &mut Ctx<'_, Msg>, command: &InventoryCommand) -> bool {
@@ -256,36 +265,57 @@ impl Process<Msg> for InventoryService {
 // ----- Payments -----
 
 const PAYMENTS_LOG: &str = "payments/log";
+const CHARGE_SENT: u8 = 101;
 
+/// A charge sent to the gateway whose outcome is not known yet. It is
+/// written to the log before it is sent, so it survives a crash.
 #[derive(Clone, Debug)]
 struct Charging {
-    coordinator: ProcessId,
+    request: u64,
+    /// Who waits for the step's answer (none once it has had it).
+    coordinator: Option<ProcessId>,
+    amount_cents: u64,
+    card: CardOutcome,
+    /// When it was last sent.
     sent_at: LocalTime,
-    /// A compensation arrived while the charge was in flight: refund once
-    /// its outcome is known.
+    /// Refund once the outcome is known: a compensation arrived while the
+    /// charge was in flight, or the step was answered as failed on a
+    /// gateway failure, which speaks only for one copy of the charge (the
+    /// network can duplicate requests), so the charge is asked again until
+    /// the gateway says charged (then refunded) or declined.
     refund_wanted: bool,
-    /// The answer took so long that a refund went out blindly; if the
-    /// charge turns out to have taken money after all, it is refunded
-    /// again (a refund can overtake its charge at the gateway).
-    refunded_blindly: bool,
 }
 
 #[derive(Clone, Debug)]
 struct Refunding {
-    coordinator: ProcessId,
+    /// Who to tell once it is done (none for money taken by a stray copy
+    /// of a charge, which no one asked about).
+    coordinator: Option<ProcessId>,
     /// What to record once the gateway confirms.
     outcome: StepOutcome,
+    /// When it was last sent (an overdue refund is sent again).
+    sent_at: LocalTime,
 }
 
+/// The timer tag of the Payments participant's sweep.
+const PAYMENTS_SWEEP_TAG: u64 = 1;
+
 /// Payments: takes the payment through the external gateway (step 1) and
-/// refunds it (its compensation). A compensation for a payment whose
-/// outcome is unknown (its answer never came) refunds blindly: at the
-/// gateway a refund of a charge that never happened is a no-op.
+/// refunds it (its compensation).
+///
+/// A payment whose outcome is unknown when it is compensated (the
+/// coordinator timed out) is refunded once its outcome is known, never
+/// blindly: at the gateway a refund can overtake the charge it should
+/// undo, and a refund of a charge not yet made is a no-op that leaves the
+/// charge to go through afterwards. So every charge is written to the log
+/// before it is sent (with its request id, which survives a crash), a
+/// compensation waits for the charge's answer, and an answer overdue by
+/// `patience` is asked for again by sending the same charge again (the
+/// gateway's idempotency key answers from its ledger).
 #[derive(Clone, Debug)]
 pub struct PaymentsService {
     gateway: ProcessId,
-    /// How long a charge may go unanswered before a compensation stops
-    /// waiting for it and refunds blindly.
+    /// How long a charge may go unanswered before it is sent again.
     patience: SimDuration,
     ledger: StepLedger,
     reasons: BTreeMap<OrderId, CancelReason>,
@@ -315,8 +345,8 @@ impl PaymentsService {
     }
 
     fn request(&mut self, ctx: &mut Ctx<'_, Msg>, order: OrderId, is_refund: bool) -> u64 {
-        // Request ids start at a random point per incarnation, so a late
-        // answer meant for an earlier incarnation matches nothing.
+        // Request ids start at a random point per incarnation, so they do
+        // not repeat an earlier incarnation's.
         let request = match self.next_request {
             Some(request) => request,
             None => ctx.rng().next_u64() >> 2,
@@ -326,37 +356,39 @@ impl PaymentsService {
         request
     }
 
-    fn remember(
-        &mut self,
-        ctx: &mut Ctx<'_, Msg>,
-        order: OrderId,
-        outcome: StepOutcome,
-        reason: Option<CancelReason>,
-    ) {
+    fn remember(&mut self, order: OrderId, outcome: StepOutcome, reason: Option<CancelReason>) {
         self.ledger.record(saga(order), STEP_PAY, outcome);
         if let Some(reason) = reason {
             self.reasons.insert(order, reason);
         }
-        let _ = ctx;
         self.replies.record(&ledger_record(order, STEP_PAY, outcome, reason));
     }
 
     fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
-        self.replies.after_sync(ctx, PAYMENTS_LOG, to, message);
+        self.replies.after_sync(ctx, PAYMENTS_LOG, to, Msg::Internal(message));
     }
 
     fn refund(
         &mut self,
         ctx: &mut Ctx<'_, Msg>,
         order: OrderId,
-        coordinator: ProcessId,
+        coordinator: Option<ProcessId>,
         outcome: StepOutcome,
     ) {
         // An earlier refund request's answer still counts: with a slow
         // gateway, waiting only for the newest could wait for ever.
         let request = self.request(ctx, order, true);
-        self.refunding.insert(order, Refunding { coordinator, outcome });
+        let sent_at = ctx.now_local();
+        self.refunding.insert(order, Refunding { coordinator, outcome, sent_at });
         ctx.send(self.gateway, Msg::Gateway(GatewayMsg::Refund { request, order }));
+    }
+
+    fn charge(&mut self, ctx: &mut Ctx<'_, Msg>, order: OrderId) -> Msg {
+        let charging = self.charging.get_mut(&order).expect("charging");
+        charging.sent_at = ctx.now_local();
+        let (request, amount_cents, card) =
+            (charging.request, charging.amount_cents, charging.card);
+        Msg::Gateway(GatewayMsg::Charge { request, order, amount_cents, card })
     }
 
     fn execute(
@@ -373,29 +405,32 @@ impl PaymentsService {
             LedgerAction::RepeatExecuted => {
                 self.reply(ctx, from, Internal::Executed { order, step });
             }
-            LedgerAction::Evaluate
-                if !self.charging.contains_key(&order) && !self.refunding.contains_key(&order) =>
-            {
+            LedgerAction::Evaluate if !self.charging.contains_key(&order) => {
                 let request = self.request(ctx, order, false);
                 let sent_at = ctx.now_local();
                 let charging = Charging {
-                    coordinator: from,
+                    request,
+                    coordinator: Some(from),
+                    amount_cents,
+                    card,
                     sent_at,
                     refund_wanted: false,
-                    refunded_blindly: false,
                 };
                 self.charging.insert(order, charging);
-                let charge = GatewayMsg::Charge { request, order, amount_cents, card };
-                ctx.send(self.gateway, Msg::Gateway(charge));
+                // Write ahead: the charge is in the log before it leaves.
+                let record = Writer::new(CHARGE_SENT)
+                    .u64(order.0)
+                    .u64(request)
+                    .u32(from.0)
+                    .u64(amount_cents)
+                    .u8(card_code(card))
+                    .finish();
+                self.replies.record(&record);
+                let charge = self.charge(ctx, order);
+                self.replies.after_sync(ctx, PAYMENTS_LOG, self.gateway, charge);
             }
-            LedgerAction::Evaluate => {
-                if self.refunding.contains_key(&order) {
-                    // Being compensated already: the step will never run.
-                    let reason = CancelReason::PaymentFailed;
-                    self.reply(ctx, from, Internal::StepFailed { order, step, reason });
-                }
-                // Otherwise the charge is in flight; its answer will come.
-            }
+            // The charge is in flight; its answer will come.
+            LedgerAction::Evaluate => {}
             _ => {
                 let reason =
                     self.reasons.get(&order).copied().unwrap_or(CancelReason::PaymentFailed);
@@ -409,35 +444,28 @@ impl PaymentsService {
         if let Some(refunding) = self.refunding.get(&order) {
             // Asked again: the refund's answer is late or lost; ask again.
             let outcome = refunding.outcome;
-            self.refund(ctx, order, from, outcome);
+            self.refund(ctx, order, Some(from), outcome);
             return;
         }
-        if let Some(charging) = self.charging.get_mut(&order)
-            && !charging.refunded_blindly
-        {
+        if let Some(charging) = self.charging.get_mut(&order) {
             charging.refund_wanted = true;
-            charging.coordinator = from;
-            if ctx.now_local() < charging.sent_at.plus(self.patience) {
-                return;
+            charging.coordinator = Some(from);
+            if ctx.now_local() >= charging.sent_at.plus(self.patience) {
+                // The answer is overdue (lost, or the gateway was down):
+                // ask again with the same charge.
+                ctx.count("microsystem.charges_asked_again", 1);
+                let charge = self.charge(ctx, order);
+                ctx.send(self.gateway, charge);
             }
-            // The charge's answer is long overdue: refund blindly now, and
-            // again should the charge turn out to have gone through.
-            charging.refunded_blindly = true;
-            self.refund(ctx, order, from, StepOutcome::Undone);
             return;
         }
         match self.ledger.on_compensate(saga(order), step) {
-            LedgerAction::Undo => self.refund(ctx, order, from, StepOutcome::Undone),
+            LedgerAction::Undo => self.refund(ctx, order, Some(from), StepOutcome::Undone),
             LedgerAction::Void => {
-                if self.ledger.outcome(saga(order), step) == Some(StepOutcome::Failed) {
-                    // Declined or failed at the gateway: nothing was taken.
-                    self.remember(ctx, order, StepOutcome::Voided, None);
-                    self.reply(ctx, from, Internal::Compensated { order, step });
-                } else {
-                    // Never heard of (a charge lost with a crash, or one that
-                    // has not arrived): refund blindly, then void.
-                    self.refund(ctx, order, from, StepOutcome::Voided);
-                }
+                // Declined or failed at the gateway, or never sent (every
+                // charge sent is in the log): nothing was taken.
+                self.remember(order, StepOutcome::Voided, None);
+                self.reply(ctx, from, Internal::Compensated { order, step });
             }
             _ => self.reply(ctx, from, Internal::Compensated { order, step }),
         }
@@ -452,7 +480,13 @@ impl PaymentsService {
             | GatewayMsg::Failed { request, order } => (*request, *order),
             _ => return,
         };
-        let Some((_, is_refund)) = self.requests.remove(&request) else { return };
+        let Some(&(_, is_refund)) = self.requests.get(&request) else { return };
+        // A failed charge stays listed: a copy of it (the network can
+        // duplicate the request) may still take money, and then that money
+        // goes back.
+        if is_refund || !matches!(answer, GatewayMsg::Failed { .. }) {
+            self.requests.remove(&request);
+        }
         if is_refund {
             let Some(refunding) = self.refunding.remove(&order) else { return };
             if let GatewayMsg::Failed { .. } = answer {
@@ -460,18 +494,32 @@ impl PaymentsService {
                 self.refund(ctx, order, refunding.coordinator, refunding.outcome);
                 return;
             }
-            self.remember(ctx, order, refunding.outcome, None);
-            let compensated = Internal::Compensated { order, step };
-            self.reply(ctx, refunding.coordinator, compensated);
+            self.remember(order, refunding.outcome, None);
+            self.answer(ctx, refunding.coordinator, Internal::Compensated { order, step });
             return;
         }
-        let Some(charging) = self.charging.remove(&order) else { return };
-        if charging.refunded_blindly {
-            // The step is compensated already; money taken late goes back.
-            if let GatewayMsg::Charged { .. } = answer {
-                ctx.count("microsystem.late_charges_refunded", 1);
-                self.refund(ctx, order, charging.coordinator, StepOutcome::Undone);
+        let Some(charging) = self.charging.remove(&order) else {
+            // The charge was settled already (as failed): money a copy of
+            // it took after all goes back.
+            let executed = self.ledger.outcome(saga(order), step) == Some(StepOutcome::Executed);
+            if matches!(answer, GatewayMsg::Charged { .. })
+                && !executed
+                && !self.refunding.contains_key(&order)
+            {
+                ctx.count("microsystem.stray_charges_refunded", 1);
+                self.refund(ctx, order, None, StepOutcome::Undone);
             }
+            return;
+        };
+        if matches!(answer, GatewayMsg::Failed { .. }) && charging.refund_wanted {
+            // "Nothing happened" speaks for this copy of the charge only;
+            // an earlier copy (sent again when overdue, or before a crash)
+            // may have taken the money. Compensating needs the truth: ask
+            // again until the gateway says charged or declined.
+            self.charging.insert(order, charging);
+            ctx.count("microsystem.charges_asked_again", 1);
+            let charge = self.charge(ctx, order);
+            ctx.send(self.gateway, charge);
             return;
         }
         let (outcome, reason) = match answer {
@@ -481,38 +529,128 @@ impl PaymentsService {
             }
             _ => (StepOutcome::Failed, Some(CancelReason::PaymentFailed)),
         };
-        self.remember(ctx, order, outcome, reason);
         let coordinator = charging.coordinator;
-        match (outcome, charging.refund_wanted) {
-            (StepOutcome::Executed, true) => {
-                self.refund(ctx, order, coordinator, StepOutcome::Undone)
+        if charging.refund_wanted {
+            match outcome {
+                // Not recorded as executed: the step is being undone (the
+                // refund records it undone).
+                StepOutcome::Executed => self.refund(ctx, order, coordinator, StepOutcome::Undone),
+                _ => {
+                    self.remember(order, StepOutcome::Voided, reason);
+                    self.answer(ctx, coordinator, Internal::Compensated { order, step });
+                }
             }
-            (_, true) => {
-                self.remember(ctx, order, StepOutcome::Voided, None);
-                self.reply(ctx, coordinator, Internal::Compensated { order, step });
-            }
-            (StepOutcome::Executed, false) => {
-                self.reply(ctx, coordinator, Internal::Executed { order, step });
-            }
-            (_, false) => {
+            return;
+        }
+        self.remember(order, outcome, reason);
+        let answer = match outcome {
+            StepOutcome::Executed => Internal::Executed { order, step },
+            _ => {
                 let reason = reason.unwrap_or(CancelReason::PaymentFailed);
-                self.reply(ctx, coordinator, Internal::StepFailed { order, step, reason });
+                Internal::StepFailed { order, step, reason }
             }
+        };
+        self.answer(ctx, coordinator, answer);
+        if reason == Some(CancelReason::PaymentFailed) {
+            // Failed at the gateway: verify (see `Charging::refund_wanted`).
+            let verifying = Charging { coordinator: None, refund_wanted: true, ..charging };
+            self.charging.insert(order, verifying);
+        }
+    }
+
+    /// Answers `coordinator` once the log is durable, or just writes the
+    /// log if no one waits.
+    fn answer(&mut self, ctx: &mut Ctx<'_, Msg>, coordinator: Option<ProcessId>, answer: Internal) {
+        match coordinator {
+            Some(coordinator) => self.reply(ctx, coordinator, answer),
+            None => self.replies.flush(ctx, PAYMENTS_LOG),
         }
     }
 }
 
+impl PaymentsService {
+    /// Sends again every refund whose answer is overdue (a compensation
+    /// must succeed, including the refund of money no one asked about), and
+    /// every charge a compensation is waiting on.
+    fn sweep(&mut self, ctx: &mut Ctx<'_, Msg>) {
+        let now = ctx.now_local();
+        let patience = self.patience;
+        let overdue = |sent_at: LocalTime| now >= sent_at.plus(patience);
+        let refunds: Vec<OrderId> = self
+            .refunding
+            .iter()
+            .filter(|(_, refunding)| overdue(refunding.sent_at))
+            .map(|(order, _)| *order)
+            .collect();
+        for order in refunds {
+            let refunding = self.refunding[&order].clone();
+            self.refund(ctx, order, refunding.coordinator, refunding.outcome);
+        }
+        let charges: Vec<OrderId> = self
+            .charging
+            .iter()
+            .filter(|(_, charging)| charging.refund_wanted && overdue(charging.sent_at))
+            .map(|(order, _)| *order)
+            .collect();
+        for order in charges {
+            let charge = self.charge(ctx, order);
+            ctx.send(self.gateway, charge);
+        }
+        ctx.set_timer(self.patience, PAYMENTS_SWEEP_TAG);
+    }
+}
+
 impl Process<Msg> for PaymentsService {
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Msg>, _timer: sim::TimerId, tag: u64) {
+        if tag == PAYMENTS_SWEEP_TAG {
+            self.sweep(ctx);
+        }
+    }
+
     fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
+        ctx.set_timer(self.patience, PAYMENTS_SWEEP_TAG);
+        let now = ctx.now_local();
         for record in ctx.read_log(PAYMENTS_LOG) {
             let mut reader = Reader::over(record);
             while !reader.is_done() {
-                let tag = reader.u8();
-                assert_eq!(tag, LEDGER_RECORD, "{PAYMENTS_LOG}: unknown record tag {tag}");
-                let (order, step, outcome, reason) = read_ledger(&mut reader);
-                self.ledger.record(saga(order), step, outcome);
-                if let Some(reason) = reason {
-                    self.reasons.insert(order, reason);
+                match reader.u8() {
+                    LEDGER_RECORD => {
+                        let (order, step, outcome, reason) = read_ledger(&mut reader);
+                        self.ledger.record(saga(order), step, outcome);
+                        if let Some(reason) = reason {
+                            self.reasons.insert(order, reason);
+                        }
+                        if outcome == StepOutcome::Failed
+                            && reason == Some(CancelReason::PaymentFailed)
+                            && let Some(charging) = self.charging.get_mut(&order)
+                        {
+                            // Still to verify.
+                            charging.coordinator = None;
+                            charging.refund_wanted = true;
+                        } else {
+                            // Settled: another copy's answer, should one
+                            // come, is handled as a stray.
+                            self.charging.remove(&order);
+                        }
+                    }
+                    CHARGE_SENT => {
+                        let order = reader.order();
+                        let request = reader.u64();
+                        let coordinator = ProcessId(reader.u32());
+                        let amount_cents = reader.u64();
+                        let card = card_from(reader.u8());
+                        self.requests.insert(request, (order, false));
+                        let charging = Charging {
+                            request,
+                            coordinator: Some(coordinator),
+                            amount_cents,
+                            card,
+                            sent_at: now,
+                            refund_wanted: false,
+                        };
+                        self.charging.insert(order, charging);
+                    }
+                    tag => panic!("{PAYMENTS_LOG}: unknown record tag {tag}"),
                 }
             }
         }
@@ -597,7 +735,7 @@ impl ShippingService {
     }
 
     fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
-        self.replies.after_sync(ctx, SHIPPING_LOG, to, message);
+        self.replies.after_sync(ctx, SHIPPING_LOG, to, Msg::Internal(message));
     }
 }
 
