@@ -18,6 +18,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             architectures.iter().map(|arch| arch.name()).collect::<Vec<_>>().join(", ")
         );
     }
+    // Refuse an output nobody could write before spending time on a run.
+    for (flag, path) in [("--out", &args.out), ("--trace", &args.trace)] {
+        if let Some(path) = path {
+            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+            if parent.is_some_and(|parent| !parent.is_dir()) {
+                bail!("{flag} {}: its directory does not exist", path.display());
+            }
+        }
+    }
     let seed = args.seed.unwrap_or(scenario.seed);
     if !args.json {
         eprintln!("seed={seed}");
