@@ -255,6 +255,17 @@ impl TimeWeighted {
         self.total as f64 / until.as_nanos() as f64
     }
 
+    /// The time average from zero to `now`, as if advanced to `now`, without
+    /// changing anything (so a view can read it without cloning the series).
+    pub fn mean_at(&self, now: SimTime) -> f64 {
+        if now == SimTime::ZERO {
+            return 0.0;
+        }
+        let pending =
+            u128::from(self.value) * u128::from(now.as_nanos().saturating_sub(self.since));
+        (self.total + pending) as f64 / now.as_nanos() as f64
+    }
+
     /// The integral of value × nanoseconds so far.
     pub fn integral(&self) -> u128 {
         self.total
@@ -279,6 +290,9 @@ mod tests {
         // 2 for 10 ns out of 20: mean 1; 5 ns in each of the two intervals.
         assert_eq!(queue.mean(SimTime::from_nanos(20)), 1.0);
         assert_eq!(queue.interval_means(), vec![1.0, 1.0]);
+        let mut later = queue.clone();
+        later.advance(SimTime::from_nanos(40));
+        assert_eq!(queue.mean_at(SimTime::from_nanos(40)), later.mean(SimTime::from_nanos(40)));
         assert_eq!(queue.max(), 2);
     }
 

@@ -1241,10 +1241,6 @@ impl<M: Message> Sim<M> {
     pub fn node(&self, id: NodeId) -> NodeView {
         let now = self.core.now;
         let state = &self.core.nodes[id.index()];
-        let mut busy = state.busy.clone();
-        busy.advance(now);
-        let mut waiting = state.waiting.clone();
-        waiting.advance(now);
         NodeView {
             id,
             name: state.config.name.clone(),
@@ -1253,9 +1249,9 @@ impl<M: Message> Sim<M> {
             busy_cores: state.busy_cores,
             ready_queue: state.ready.len(),
             clock: state.clock.read(now),
-            utilisation: busy.mean(now) / f64::from(state.config.cores),
-            mean_ready_queue: waiting.mean(now),
-            ready_queue_max: waiting.max(),
+            utilisation: state.busy.mean_at(now) / f64::from(state.config.cores),
+            mean_ready_queue: state.waiting.mean_at(now),
+            ready_queue_max: state.waiting.max(),
             unsynced_writes: state.storage.unsynced_count(),
             processes: state.processes.clone(),
         }
@@ -1308,10 +1304,6 @@ impl<M: Message> Sim<M> {
     pub fn resource(&self, id: ResourceId) -> ResourceView {
         let now = self.core.now;
         let state = &self.core.resources[id.index()];
-        let mut holding = state.holding.clone();
-        holding.advance(now);
-        let mut waiting = state.waiting.clone();
-        waiting.advance(now);
         ResourceView {
             id,
             name: state.config.name.clone(),
@@ -1320,8 +1312,8 @@ impl<M: Message> Sim<M> {
             capacity: state.config.capacity,
             waiting: state.waiters.len(),
             rejected: state.rejected,
-            mean_in_use: holding.mean(now),
-            mean_waiting: waiting.mean(now),
+            mean_in_use: state.holding.mean_at(now),
+            mean_waiting: state.waiting.mean_at(now),
         }
     }
 
