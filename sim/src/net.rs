@@ -68,13 +68,15 @@ impl LinkConfig {
 /// What the network decided for one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fate {
-    /// Lost on the link.
-    Lost,
+    /// Lost on the link; `degraded_by` is the fault that made the link
+    /// lossy, if one did.
+    Lost { degraded_by: Option<u32> },
     /// Blocked by the partition started by this fault.
     Partitioned { fault: u32 },
     /// Arrives after `delay`; if `copy_delay` is set, a duplicate arrives
-    /// after that delay too.
-    Delivered { delay: SimDuration, copy_delay: Option<SimDuration> },
+    /// after that delay too. `degraded_by` is the fault that slowed the
+    /// link, if one did.
+    Delivered { delay: SimDuration, copy_delay: Option<SimDuration>, degraded_by: Option<u32> },
 }
 
 /// Traffic blocked from one set of nodes to another by one fault.
@@ -137,30 +139,30 @@ impl Network {
     /// The fault that degraded the link from `from` to `to`, if one is in
     /// force (to count what it touched).
     #[inline]
-    pub(crate) fn degraded_by(&self, from: NodeId, to: NodeId) -> Option<u32> {
-        if self.degraded.is_empty() || from == to {
-            return None;
-        }
-        self.degraded.get(&(from, to)).map(|(_, fault)| *fault)
-    }
-
     /// The link config in force from `from` to `to`.
     #[inline]
     pub fn link(&self, from: NodeId, to: NodeId) -> &LinkConfig {
+        self.link_and_fault(from, to).0
+    }
+
+    /// The link config in force, and the fault that degraded it if one
+    /// did: one lookup serves both routing and the fault report.
+    #[inline]
+    fn link_and_fault(&self, from: NodeId, to: NodeId) -> (&LinkConfig, Option<u32>) {
         if from == to {
-            return &self.loopback;
+            return (&self.loopback, None);
         }
         if !self.degraded.is_empty()
-            && let Some((link, _)) = self.degraded.get(&(from, to))
+            && let Some((link, fault)) = self.degraded.get(&(from, to))
         {
-            return link;
+            return (link, Some(*fault));
         }
         if !self.overrides.is_empty()
             && let Some(link) = self.overrides.get(&(from, to))
         {
-            return link;
+            return (link, None);
         }
-        &self.default
+        (&self.default, None)
     }
 
     /// The partition fault blocking `from` → `to`, if any.
@@ -185,9 +187,9 @@ impl Network {
         if let Some(fault) = self.blocked_by(from, to) {
             return Fate::Partitioned { fault };
         }
-        let link = self.link(from, to);
+        let (link, degraded_by) = self.link_and_fault(from, to);
         if stream.chance(link.loss) {
-            return Fate::Lost;
+            return Fate::Lost { degraded_by };
         }
         let mut delay = link.latency.sample(stream);
         if stream.chance(link.reorder) {
@@ -196,7 +198,7 @@ impl Network {
         }
         let copy_delay =
             if stream.chance(link.duplicate) { Some(link.latency.sample(stream)) } else { None };
-        Fate::Delivered { delay, copy_delay }
+        Fate::Delivered { delay, copy_delay, degraded_by }
     }
 
     pub(crate) fn start_partition(

@@ -1370,8 +1370,8 @@ impl<M: Message> Core<M> {
             return;
         };
         match self.net.route(from_node, to_node, &mut self.net_stream) {
-            Fate::Delivered { delay, copy_delay } => {
-                if let Some(fault) = self.net.degraded_by(from_node, to_node)
+            Fate::Delivered { delay, copy_delay, degraded_by } => {
+                if let Some(fault) = degraded_by
                     && let Some(position) = self.fired_index[fault as usize]
                 {
                     self.fired[position].touched.messages_delayed += 1;
@@ -1391,9 +1391,11 @@ impl<M: Message> Core<M> {
                     Event::Deliver(Envelope { from, message_id, message }, to),
                 );
             }
-            Fate::Lost => {
+            Fate::Lost { degraded_by } => {
                 let envelope = Envelope { from, message_id, message };
-                self.drop_message(&envelope, to, DropReason::Loss, None);
+                // A loss on a link a fault made lossy counts as that
+                // fault's doing.
+                self.drop_message(&envelope, to, DropReason::Loss, degraded_by);
             }
             Fate::Partitioned { fault } => {
                 let envelope = Envelope { from, message_id, message };

@@ -668,3 +668,24 @@ fn a_resumed_process_is_told_and_gets_the_timers_that_came_due_while_suspended()
     assert!(napper.resumed);
     assert_eq!(napper.fired, vec![5_000_000], "fired on resume at 5 ms, not lost");
 }
+
+#[test]
+fn a_degraded_link_reports_the_messages_it_delayed_and_lost() {
+    // Talker sends every 10 ms for 1 s over a link that a fault makes slow
+    // and 50% lossy from 0 to 2 s: every message is charged to the fault.
+    let (mut sim, nodes) = world(2);
+    let receiver = sim.spawn(nodes[1], "receiver", Recorder::default);
+    sim.spawn(nodes[0], "talker", move || Talker { to: receiver, sent: 0, count: 100 });
+    let mut link = LinkConfig::constant(ms(20));
+    link.loss = 0.5;
+    sim.schedule_faults(&FaultSchedule::new().window(
+        SimTime::ZERO,
+        at_ms(2_000),
+        Fault::DegradeLink { from: nodes[0], to: nodes[1], link },
+    ));
+    sim.run();
+    let touched = sim.fired_faults()[0].touched;
+    assert_eq!(touched.messages_delayed + touched.messages_dropped, 100, "{touched:?}");
+    assert!(touched.messages_dropped > 30 && touched.messages_delayed > 30, "{touched:?}");
+    assert_eq!(touched.messages_dropped, sim.stats().messages_dropped);
+}
