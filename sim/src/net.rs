@@ -136,9 +136,6 @@ impl Network {
         self.overrides.insert((from, to), link);
     }
 
-    /// The fault that degraded the link from `from` to `to`, if one is in
-    /// force (to count what it touched).
-    #[inline]
     /// The link config in force from `from` to `to`.
     #[inline]
     pub fn link(&self, from: NodeId, to: NodeId) -> &LinkConfig {
