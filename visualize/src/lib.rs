@@ -1,9 +1,12 @@
-//! `visualize`: charts (plotters), trace exports and the terminal UI
-//! (ratatui + crossterm).
+//! `visualize`: charts (plotters), trace exports and, later, the terminal
+//! UI (ratatui + crossterm).
 //!
-//! Empty until the scaling-lab and TUI issues land; it exists so the
-//! workspace has its final shape and dependency direction from the start:
-//! `sim ← scenarios ← lessons ← visualize ← rlab`.
+//! Dependencies point one way: `sim ← scenarios ← lessons ← visualize ←
+//! rlab`. Nothing here runs a simulation; it draws and converts what runs
+//! produced (reports, sweeps, traces).
+
+pub mod charts;
+pub mod export;
 
 /// The lesson count the UI will list, re-exported so the dependency on
 /// `lessons` is real.
