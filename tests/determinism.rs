@@ -87,7 +87,7 @@ impl Process<Msg> for Peer {
     }
 
     fn on_work_done(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
-        ctx.append("requests", tag.to_le_bytes().to_vec());
+        ctx.append("requests", tag.to_le_bytes());
         ctx.sync(tag);
         ctx.release(self.pool);
     }

@@ -203,13 +203,13 @@ impl<M: Message> Ctx<'_, M> {
 
     /// Appends a record to a log in the node's storage. It survives a crash
     /// only once a later [`Ctx::sync`] has completed.
-    pub fn append(&mut self, log: &str, record: Vec<u8>) {
-        self.core.nodes[self.node.index()].storage.append(log, record);
+    pub fn append(&mut self, log: &str, record: impl AsRef<[u8]>) {
+        self.core.nodes[self.node.index()].storage.append(log, record.as_ref());
     }
 
     /// The records of a log on this node, synced or not (what the process
     /// reads back is what its page cache would hold).
-    pub fn read_log(&self, log: &str) -> &[Vec<u8>] {
+    pub fn read_log(&self, log: &str) -> crate::storage::Records<'_> {
         self.core.nodes[self.node.index()].storage.read(log)
     }
 

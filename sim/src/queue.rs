@@ -1,19 +1,32 @@
 //! The event queue: earliest time first, ties broken by insertion order.
 //!
-//! The heap holds small fixed-size keys `(time, seq, slot)`; payloads live in
-//! a slab indexed by `slot` and recycled through a free list, so in a steady
-//! state neither pushing nor popping allocates, and heap sifts move 24 bytes
-//! whatever the payload's size. `seq` is a counter that never repeats, so the
-//! order of events is total and reproducible.
+//! The heap holds small fixed-size keys; payloads live in a slab indexed by
+//! slot and recycled through a free list, so in a steady state neither
+//! pushing nor popping allocates, and sifts move 16 bytes whatever the
+//! payload's size. A key is the time plus one word that packs the insertion
+//! sequence (high 40 bits) above the slot (low 24 bits): comparing that word
+//! compares sequences, which never repeat, so the order of events is total
+//! and reproducible.
+//!
+//! The heap is 4-ary: a node's four children are adjacent, one 64-byte
+//! cache line of keys, and the tree is half as deep as a binary heap's. A
+//! run keeps thousands of events pending (every customer's timeout, for a
+//! start), and popping is where the engine's loop spends its memory
+//! traffic; the 4-ary layout measured faster than `std`'s binary heap here.
 
 use crate::time::SimTime;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+
+/// Bits of a key's order word that hold the slot.
+const SLOT_BITS: u32 = 24;
+/// Most events pending at once.
+const SLOTS_MAX: usize = 1 << SLOT_BITS;
+/// Children per heap node.
+const ARITY: usize = 4;
 
 /// A min-queue of payloads keyed by `(SimTime, insertion sequence)`.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Reverse<Key>>,
+    heap: Vec<Key>,
     slab: Vec<Option<E>>,
     free: Vec<u32>,
     next_seq: u64,
@@ -22,8 +35,18 @@ pub struct EventQueue<E> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     time: SimTime,
-    seq: u64,
-    slot: u32,
+    /// `seq << SLOT_BITS | slot`.
+    order: u64,
+}
+
+impl Key {
+    fn slot(self) -> u32 {
+        (self.order & (SLOTS_MAX as u64 - 1)) as u32
+    }
+
+    fn seq(self) -> u64 {
+        self.order >> SLOT_BITS
+    }
 }
 
 impl<E> EventQueue<E> {
@@ -31,7 +54,7 @@ impl<E> EventQueue<E> {
     /// needs to grow.
     pub fn with_capacity(capacity: usize) -> EventQueue<E> {
         EventQueue {
-            heap: BinaryHeap::with_capacity(capacity),
+            heap: Vec::with_capacity(capacity),
             slab: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             next_seq: 0,
@@ -48,31 +71,85 @@ impl<E> EventQueue<E> {
                 slot
             }
             None => {
-                let slot = u32::try_from(self.slab.len()).expect("more than 2^32 pending events");
+                assert!(self.slab.len() < SLOTS_MAX, "more than 2^24 events pending at once");
+                let slot = self.slab.len() as u32;
                 self.slab.push(Some(event));
                 slot
             }
         };
         let seq = self.next_seq;
+        assert!(seq < 1 << (64 - SLOT_BITS), "more than 2^40 events scheduled in one run");
         self.next_seq += 1;
-        self.heap.push(Reverse(Key { time, seq, slot }));
+        self.sift_up(Key { time, order: seq << SLOT_BITS | u64::from(slot) });
         seq
+    }
+
+    /// Adds `key` at the bottom and moves it up to its place.
+    #[inline]
+    fn sift_up(&mut self, key: Key) {
+        let mut hole = self.heap.len();
+        self.heap.push(key);
+        while hole > 0 {
+            let parent = (hole - 1) / ARITY;
+            if key < self.heap[parent] {
+                self.heap[hole] = self.heap[parent];
+                hole = parent;
+            } else {
+                break;
+            }
+        }
+        self.heap[hole] = key;
+    }
+
+    /// Removes the root, refilling the hole with the last key moved down to
+    /// its place.
+    #[inline]
+    fn pop_root(&mut self) -> Option<Key> {
+        let last = self.heap.pop()?;
+        let len = self.heap.len();
+        if len == 0 {
+            return Some(last);
+        }
+        let root = self.heap[0];
+        let mut hole = 0;
+        loop {
+            let first = hole * ARITY + 1;
+            if first >= len {
+                break;
+            }
+            let end = (first + ARITY).min(len);
+            let mut smallest = first;
+            for child in first + 1..end {
+                if self.heap[child] < self.heap[smallest] {
+                    smallest = child;
+                }
+            }
+            if self.heap[smallest] < last {
+                self.heap[hole] = self.heap[smallest];
+                hole = smallest;
+            } else {
+                break;
+            }
+        }
+        self.heap[hole] = last;
+        Some(root)
     }
 
     /// Removes and returns the earliest event.
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let Reverse(key) = self.heap.pop()?;
+        let key = self.pop_root()?;
+        let slot = key.slot();
         let event =
-            self.slab[key.slot as usize].take().expect("queue slot holds its event until popped");
-        self.free.push(key.slot);
+            self.slab[slot as usize].take().expect("queue slot holds its event until popped");
+        self.free.push(slot);
         Some((key.time, event))
     }
 
     /// The time of the earliest event, if any.
     #[inline]
     pub fn peek_time(&self) -> Option<SimTime> {
-        self.heap.peek().map(|Reverse(key)| key.time)
+        self.heap.first().map(|key| key.time)
     }
 
     /// Pending events.
@@ -89,8 +166,8 @@ impl<E> EventQueue<E> {
     /// particular order; for inspection only, never for behaviour (sort by
     /// `(time, seq)` to get firing order).
     pub fn pending(&self) -> impl Iterator<Item = (SimTime, u64, &E)> {
-        self.heap.iter().filter_map(|Reverse(key)| {
-            self.slab[key.slot as usize].as_ref().map(|event| (key.time, key.seq, event))
+        self.heap.iter().filter_map(|key| {
+            self.slab[key.slot() as usize].as_ref().map(|event| (key.time, key.seq(), event))
         })
     }
 }

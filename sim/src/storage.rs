@@ -16,10 +16,171 @@ pub struct Storage {
     logs: Vec<Log>,
 }
 
+/// One log, stored flat: every record's bytes back to back in one buffer
+/// and each record's end offset beside it. A record costs no allocation of
+/// its own (a run appends hundreds of thousands), and dropping a node's
+/// storage frees two buffers per log rather than one per record.
 #[derive(Clone, Debug, Default)]
 struct Log {
-    records: Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    /// End offset in `bytes` of each record, including the `dead` ones.
+    ends: Vec<usize>,
+    /// Records at the front dropped by [`Storage::truncate_front`] but not
+    /// yet compacted away; they are not part of the log.
+    dead: usize,
+    /// Durable records among the live ones.
     synced: usize,
+}
+
+impl Log {
+    fn len(&self) -> usize {
+        self.ends.len() - self.dead
+    }
+
+    fn records(&self) -> Records<'_> {
+        Records { bytes: &self.bytes, ends: &self.ends[self.dead..], start: self.dead_bytes() }
+    }
+
+    fn dead_bytes(&self) -> usize {
+        if self.dead == 0 { 0 } else { self.ends[self.dead - 1] }
+    }
+
+    fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Keeps the first `keep` live records.
+    fn truncate(&mut self, keep: usize) {
+        let keep = keep.min(self.len());
+        self.ends.truncate(self.dead + keep);
+        let end = self.ends.last().copied().unwrap_or(0).max(self.dead_bytes());
+        self.bytes.truncate(end);
+    }
+
+    /// Drops the first `count` live records.
+    fn drop_front(&mut self, count: usize) {
+        self.dead += count;
+        // Compact once the dead prefix outweighs the live log, so a log
+        // truncated often costs amortised constant time per record.
+        if self.dead > self.len() {
+            let dead_bytes = self.dead_bytes();
+            self.bytes.drain(..dead_bytes);
+            self.ends.drain(..self.dead);
+            for end in &mut self.ends {
+                *end -= dead_bytes;
+            }
+            self.dead = 0;
+        }
+    }
+}
+
+/// The records of one log, oldest first, borrowed from storage.
+#[derive(Clone, Copy, Debug)]
+pub struct Records<'a> {
+    bytes: &'a [u8],
+    /// End offset of each record in `bytes`.
+    ends: &'a [usize],
+    /// Where the first record starts in `bytes`.
+    start: usize,
+}
+
+impl<'a> Records<'a> {
+    /// No records.
+    pub const EMPTY: Records<'static> = Records { bytes: &[], ends: &[], start: 0 };
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The `index`th record, if there is one.
+    pub fn get(&self, index: usize) -> Option<&'a [u8]> {
+        let end = *self.ends.get(index)?;
+        let start = if index == 0 { self.start } else { self.ends[index - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    /// The newest record, if any.
+    pub fn last(&self) -> Option<&'a [u8]> {
+        self.len().checked_sub(1).and_then(|index| self.get(index))
+    }
+
+    /// The records from `index` on (none if `index` is past the end).
+    pub fn skip(&self, index: usize) -> Records<'a> {
+        let index = index.min(self.len());
+        let start = if index == 0 { self.start } else { self.ends[index - 1] };
+        Records { bytes: self.bytes, ends: &self.ends[index..], start }
+    }
+
+    /// The records, oldest first.
+    pub fn iter(&self) -> RecordsIter<'a> {
+        RecordsIter { records: *self, next: 0 }
+    }
+
+    /// Owned copies of the records (for tests and inspection).
+    pub fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.iter().map(<[u8]>::to_vec).collect()
+    }
+}
+
+impl<'a> IntoIterator for Records<'a> {
+    type Item = &'a [u8];
+    type IntoIter = RecordsIter<'a>;
+
+    fn into_iter(self) -> RecordsIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &Records<'a> {
+    type Item = &'a [u8];
+    type IntoIter = RecordsIter<'a>;
+
+    fn into_iter(self) -> RecordsIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterates over [`Records`], oldest first.
+#[derive(Clone, Debug)]
+pub struct RecordsIter<'a> {
+    records: Records<'a>,
+    next: usize,
+}
+
+impl<'a> Iterator for RecordsIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let record = self.records.get(self.next)?;
+        self.next += 1;
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.records.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RecordsIter<'_> {}
+
+impl<'a> DoubleEndedIterator for RecordsIter<'a> {
+    fn next_back(&mut self) -> Option<&'a [u8]> {
+        if self.next >= self.records.len() {
+            return None;
+        }
+        let last = self.records.len() - 1;
+        let record = self.records.get(last);
+        self.records.ends = &self.records.ends[..last];
+        record
+    }
 }
 
 /// A point up to which each log will be durable once a sync completes:
@@ -32,12 +193,14 @@ pub(crate) struct SyncMark {
 
 impl Storage {
     /// Appends one record to `log`, creating the log if needed.
-    pub fn append(&mut self, log: &str, record: Vec<u8>) {
+    pub fn append(&mut self, log: &str, record: &[u8]) {
         match self.index.get(log) {
-            Some(position) => self.logs[*position].records.push(record),
+            Some(position) => self.logs[*position].push(record),
             None => {
                 self.index.insert(log.to_string(), self.logs.len());
-                self.logs.push(Log { records: vec![record], synced: 0 });
+                let mut new_log = Log::default();
+                new_log.push(record);
+                self.logs.push(new_log);
             }
         }
     }
@@ -47,8 +210,8 @@ impl Storage {
     }
 
     /// All records of `log`, synced or not; empty if it does not exist.
-    pub fn read(&self, log: &str) -> &[Vec<u8>] {
-        self.log(log).map_or(&[], |log| log.records.as_slice())
+    pub fn read(&self, log: &str) -> Records<'_> {
+        self.log(log).map_or(Records::EMPTY, Log::records)
     }
 
     /// How many records of `log` are durable.
@@ -63,15 +226,15 @@ impl Storage {
     pub fn truncate_front(&mut self, log: &str, count: usize) -> usize {
         let Some(position) = self.index.get(log) else { return 0 };
         let log = &mut self.logs[*position];
-        let removed = count.min(log.records.len());
-        log.records.drain(..removed);
+        let removed = count.min(log.len());
+        log.drop_front(removed);
         log.synced = log.synced.saturating_sub(removed);
         removed
     }
 
     /// Records written but not yet durable, over all logs.
     pub fn unsynced_count(&self) -> usize {
-        self.logs.iter().map(|log| log.records.len() - log.synced).sum()
+        self.logs.iter().map(|log| log.len() - log.synced).sum()
     }
 
     /// Names of the logs, in order.
@@ -81,7 +244,7 @@ impl Storage {
 
     /// Notes how far each log reaches now, for a sync that completes later.
     pub(crate) fn mark(&self) -> SyncMark {
-        SyncMark { lengths: self.logs.iter().map(|log| log.records.len()).collect() }
+        SyncMark { lengths: self.logs.iter().map(Log::len).collect() }
     }
 
     /// Completes a sync: everything up to `mark` is durable.
@@ -89,7 +252,7 @@ impl Storage {
         for (log, length) in self.logs.iter_mut().zip(&mark.lengths) {
             // A crash between mark and completion truncated the log
             // already; never claim more than exists.
-            log.synced = log.synced.max((*length).min(log.records.len()));
+            log.synced = log.synced.max((*length).min(log.len()));
         }
     }
 
@@ -97,8 +260,8 @@ impl Storage {
     pub(crate) fn crash(&mut self) -> usize {
         let mut lost = 0;
         for log in &mut self.logs {
-            lost += log.records.len() - log.synced;
-            log.records.truncate(log.synced);
+            lost += log.len() - log.synced;
+            log.truncate(log.synced);
         }
         lost
     }
@@ -111,36 +274,36 @@ mod tests {
     #[test]
     fn a_crash_loses_exactly_the_unsynced_tail() {
         let mut storage = Storage::default();
-        storage.append("orders", b"a".to_vec());
-        storage.append("orders", b"b".to_vec());
+        storage.append("orders", b"a");
+        storage.append("orders", b"b");
         let mark = storage.mark();
-        storage.append("orders", b"c".to_vec());
+        storage.append("orders", b"c");
         storage.complete(&mark);
         assert_eq!(storage.synced_len("orders"), 2);
         assert_eq!(storage.read("orders").len(), 3, "unsynced writes are readable");
         assert_eq!(storage.crash(), 1);
-        assert_eq!(storage.read("orders"), &[b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(storage.read("orders").to_vecs(), vec![b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[test]
     fn truncating_the_front_keeps_the_synced_boundary_in_place() {
         let mut storage = Storage::default();
         for byte in [1u8, 2, 3] {
-            storage.append("log", vec![byte]);
+            storage.append("log", &[byte]);
         }
         storage.complete(&storage.mark());
-        storage.append("log", vec![4]);
+        storage.append("log", &[4]);
         assert_eq!(storage.truncate_front("log", 2), 2);
         assert_eq!(storage.synced_len("log"), 1);
         assert_eq!(storage.crash(), 1, "the unsynced 4 is still the only thing a crash loses");
-        assert_eq!(storage.read("log"), &[vec![3u8]]);
+        assert_eq!(storage.read("log").to_vecs(), vec![vec![3u8]]);
         assert_eq!(storage.truncate_front("absent", 5), 0);
     }
 
     #[test]
     fn a_sync_interrupted_by_a_crash_claims_nothing_lost() {
         let mut storage = Storage::default();
-        storage.append("log", b"x".to_vec());
+        storage.append("log", b"x");
         let mark = storage.mark();
         assert_eq!(storage.crash(), 1);
         storage.complete(&mark);

@@ -180,7 +180,7 @@ impl Process<Msg> for Counter {
     }
     fn on_message(&mut self, ctx: &mut Ctx<'_, Msg>, _from: ProcessId, _message: Msg) {
         self.count += 1;
-        ctx.append("counter", self.count.to_le_bytes().to_vec());
+        ctx.append("counter", self.count.to_le_bytes());
         if self.count.is_multiple_of(2) {
             ctx.sync(self.count);
         }

@@ -178,7 +178,7 @@ impl Process<Rpc> for Peer {
     }
 
     fn on_work_done(&mut self, ctx: &mut Ctx<'_, Rpc>, id: u64) {
-        ctx.append(&self.log, id.to_le_bytes().to_vec());
+        ctx.append(&self.log, id.to_le_bytes());
         self.handled += 1;
         if self.handled.is_multiple_of(SYNC_EVERY) {
             ctx.sync(self.handled);

@@ -160,9 +160,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, VecDeque};
 
-/// What a broker carries: any cloneable type that encodes as JSON (the
-/// broker writes payloads to the node's storage, and must read them back
-/// after a crash). Implemented for every such type.
+/// What a broker carries: any cloneable type serde can encode and decode
+/// (the broker writes payloads to the node's storage in postcard's binary
+/// form, and must read them back after a crash; serde attributes that need
+/// a self-describing format, such as untagged enums, are not supported).
+/// Implemented for every such type.
 pub trait Payload: Clone + Serialize + DeserializeOwned + 'static {}
 
 impl<T: Clone + Serialize + DeserializeOwned + 'static> Payload for T {}
@@ -747,7 +749,7 @@ impl<P: Payload> Broker<P> {
     /// the durable epoch, and syncs before serving anything.
     fn recover<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>) {
         self.epoch = ctx.read_log(&self.epochs_log).len() as u64 + 1;
-        ctx.append(&self.epochs_log, self.epoch.to_le_bytes().to_vec());
+        ctx.append(&self.epochs_log, self.epoch.to_le_bytes());
         let now = ctx.now_local();
         let retention = self.config.retention();
         for (topic, names) in self.log_names.iter().enumerate() {
@@ -756,11 +758,8 @@ impl<P: Payload> Broker<P> {
                     PartitionLog::recover(ctx.read_log(name), now, retention);
             }
         }
-        let commits: Vec<_> = ctx
-            .read_log(&self.offsets_log)
-            .iter()
-            .map(|bytes| partition::decode_commit(bytes))
-            .collect();
+        let commits: Vec<_> =
+            ctx.read_log(&self.offsets_log).iter().map(partition::decode_commit).collect();
         for (group, topic, partition, offset) in commits {
             let Some(topic) = self.topic_index(&topic) else { continue };
             if let Some(state) = self.group_entry(group, topic)

@@ -305,7 +305,16 @@ impl Progress {
     /// Events written but not applied yet: head minus applied, summed over
     /// partitions; never negative.
     pub fn lag_events(&self) -> u64 {
-        self.head.keys().map(|partition| self.head(*partition) - self.applied(*partition)).sum()
+        // Both maps are sorted by partition: walk them side by side rather
+        // than looking each head's partition up (this runs per event).
+        let mut applied = self.applied.iter().peekable();
+        let mut lag = 0;
+        for (partition, head) in &self.head {
+            while applied.next_if(|(other, _)| *other < partition).is_some() {}
+            let done = applied.next_if(|(other, _)| *other == partition).map_or(0, |(_, a)| *a);
+            lag += head.saturating_sub(done);
+        }
+        lag
     }
 }
 

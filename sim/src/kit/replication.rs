@@ -572,6 +572,19 @@ struct StoredEntry<E> {
     event: E,
 }
 
+/// Decodes record `index` of a store's log `log` (as read from its node's
+/// storage, e.g. for a report after the run) into the entry it holds.
+pub fn decode_store_record<E: DeserializeOwned>(
+    log: &str,
+    index: usize,
+    record: &[u8],
+) -> Result<Entry<E>, PersistError> {
+    let (sequence, stored): (u64, StoredEntry<E>) =
+        crate::kit::persistence::decode_stored_event(log, index, record)?;
+    let StoredEntry { epoch, writer, write, event } = stored;
+    Ok(Entry { sequence, epoch, writer, write, event })
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct ClaimRecord {
     epoch: u64,

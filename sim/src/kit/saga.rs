@@ -519,7 +519,7 @@ impl SagaRecord {
 
     /// The bytes stored in the log.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a saga record always serialises")
+        postcard::to_stdvec(self).expect("a saga record always serialises")
     }
 
     /// A record read back from the log.
@@ -528,7 +528,7 @@ impl SagaRecord {
     /// If the bytes are not a record: storage never corrupts, so a bad
     /// record is a bug.
     pub fn decode(bytes: &[u8]) -> SagaRecord {
-        serde_json::from_slice(bytes).expect("the saga log holds only saga records")
+        postcard::from_bytes(bytes).expect("the saga log holds only saga records")
     }
 }
 
@@ -1022,7 +1022,7 @@ impl<M: Carry<SagaProtocol>> Process<M> for SagaCoordinator<M> {
     /// tail in the page cache).
     fn on_start(&mut self, ctx: &mut Ctx<'_, M>) {
         let records: Vec<SagaRecord> =
-            ctx.read_log(&self.log).iter().map(|bytes| SagaRecord::decode(bytes)).collect();
+            ctx.read_log(&self.log).iter().map(SagaRecord::decode).collect();
         for record in &records {
             match record {
                 SagaRecord::Started { saga, .. } => {
@@ -1277,7 +1277,7 @@ impl<M: Carry<SagaProtocol>> SagaParticipant<M> {
 
     fn remember(&mut self, ctx: &mut Ctx<'_, M>, saga: SagaId, step: u32, outcome: StepOutcome) {
         self.ledger.record(saga, step, outcome);
-        ctx.append(&self.log, serde_json::to_vec(&LedgerRecord { saga, step, outcome }).unwrap());
+        ctx.append(&self.log, postcard::to_stdvec(&LedgerRecord { saga, step, outcome }).unwrap());
     }
 
     /// Answers after a sync, so the answer never runs ahead of the log.
@@ -1311,7 +1311,7 @@ impl<M: Carry<SagaProtocol>> Process<M> for SagaParticipant<M> {
     fn on_start(&mut self, ctx: &mut Ctx<'_, M>) {
         for bytes in ctx.read_log(&self.log) {
             let record: LedgerRecord =
-                serde_json::from_slice(bytes).expect("the participant log holds ledger records");
+                postcard::from_bytes(bytes).expect("the participant log holds ledger records");
             self.ledger.record(record.saga, record.step, record.outcome);
         }
     }

@@ -100,7 +100,7 @@ impl Tables {
     /// # Panics
     /// If a record cannot be decoded: the log is only ever written by
     /// [`Database`], so that is a bug.
-    pub fn replay(mut self, records: &[Vec<u8>]) -> Tables {
+    pub fn replay(mut self, records: sim::storage::Records<'_>) -> Tables {
         for record in records {
             let record: WalRecord =
                 serde_json::from_slice(record).expect("the write-ahead log holds WalRecords");
@@ -302,14 +302,14 @@ mod tests {
                 lines,
             }),
         ];
-        let mut log = Vec::new();
+        let mut storage = sim::Storage::default();
         for query in &queries {
             for record in tables.execute(query).unwrap() {
                 tables.apply(&record);
-                log.push(serde_json::to_vec(&record).unwrap());
+                storage.append(WAL, &serde_json::to_vec(&record).unwrap());
             }
         }
-        let rebuilt = Tables::new(Schemas::ALL, 2, 5).replay(&log);
+        let rebuilt = Tables::new(Schemas::ALL, 2, 5).replay(storage.read(WAL));
         assert_eq!(rebuilt, tables);
         assert_eq!(rebuilt.inventory.unwrap().units().reserved, 2);
     }

@@ -824,8 +824,7 @@ impl OrderSagas {
 
 impl Process<Msg> for OrderSagas {
     fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
-        let records: Vec<Record> =
-            ctx.read_log(LOG).iter().flat_map(|bytes| Record::decode_all(bytes)).collect();
+        let records: Vec<Record> = ctx.read_log(LOG).iter().flat_map(Record::decode_all).collect();
         for record in &records {
             self.apply(record);
         }

@@ -139,8 +139,12 @@ impl InventoryService {
 
     /// Replays `records` of the inventory log onto `inventory` and
     /// `ledger`.
-    pub fn replay(records: &[Vec<u8>], inventory: &mut Inventory, ledger: &mut StepLedger) {
-        let mut readers = records.iter().map(|record| Reader::over(record));
+    pub fn replay(
+        records: sim::storage::Records<'_>,
+        inventory: &mut Inventory,
+        ledger: &mut StepLedger,
+    ) {
+        let mut readers = records.iter().map(Reader::over);
         let mut current = readers.next();
         while let Some(reader) = current.as_mut() {
             if reader.is_done() {
@@ -711,7 +715,11 @@ impl ShippingService {
     }
 
     /// Replays `records` of the shipping log.
-    pub fn replay(records: &[Vec<u8>], shipping: &mut Shipping, ledger: &mut StepLedger) {
+    pub fn replay(
+        records: sim::storage::Records<'_>,
+        shipping: &mut Shipping,
+        ledger: &mut StepLedger,
+    ) {
         for record in records {
             let mut reader = Reader::over(record);
             while !reader.is_done() {

@@ -89,15 +89,13 @@ pub fn events_log(namespace: &str) -> String {
 /// a service whose node is down when the run ends, this is what a restart
 /// would find.
 pub fn replay_storage<B: Book>(storage: &Storage, namespace: &str, book: B) -> Ledgered<B> {
-    #[derive(Deserialize)]
-    struct Stored<E> {
-        event: E,
-    }
     let mut state = Ledgered::new(book);
-    for record in storage.read(&events_log(namespace)) {
-        let stored: Stored<Entry<B::Event>> =
-            serde_json::from_slice(record).expect("a service log holds its own entries");
-        state.apply(&stored.event);
+    let log = events_log(namespace);
+    for (index, record) in storage.read(&log).iter().enumerate() {
+        let (_, entry): (u64, Entry<B::Event>) =
+            sim::kit::persistence::decode_stored_event(&log, index, record)
+                .expect("a service log holds its own entries");
+        state.apply(&entry);
     }
     state
 }

@@ -47,17 +47,28 @@ impl<P: Payload> PartitionLog<P> {
     /// Rebuilds the log from what storage holds after a restart, applying
     /// retention as of `now`. Nothing is visible until
     /// [`PartitionLog::make_durable`] confirms it.
-    pub fn recover(stored: &[Vec<u8>], now: LocalTime, retention: Retention) -> PartitionLog<P> {
+    pub fn recover(
+        stored: crate::storage::Records<'_>,
+        now: LocalTime,
+        retention: Retention,
+    ) -> PartitionLog<P> {
         let length = stored.len() as u64;
         let mut low_watermark = length.saturating_sub(retention.records_max);
         if let Some(age) = retention.age {
             while low_watermark < length
-                && is_expired(record_write_time(&stored[low_watermark as usize]), now, age)
+                && is_expired(
+                    record_write_time(
+                        stored.get(low_watermark as usize).expect("below the length"),
+                    ),
+                    now,
+                    age,
+                )
             {
                 low_watermark += 1;
             }
         }
-        let records = stored[low_watermark as usize..]
+        let records = stored
+            .skip(low_watermark as usize)
             .iter()
             .zip(low_watermark..)
             .map(|(bytes, offset)| decode_record(offset, bytes))
@@ -146,16 +157,15 @@ pub(crate) fn encode_record<P: Payload>(key: u64, write_time: LocalTime, payload
     let mut bytes = Vec::with_capacity(32);
     bytes.extend_from_slice(&key.to_le_bytes());
     bytes.extend_from_slice(&write_time.as_nanos().to_le_bytes());
-    serde_json::to_writer(&mut bytes, payload)
-        .expect("a broker payload must be encodable as JSON (see `Payload`)");
-    bytes
+    postcard::to_extend(payload, bytes)
+        .expect("a broker payload must be encodable by serde (see `Payload`)")
 }
 
 pub(crate) fn decode_record<P: Payload>(offset: u64, bytes: &[u8]) -> Record<P> {
     assert!(bytes.len() >= 16, "a stored record has a 16-byte header");
     let key = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
     let write_time = record_write_time(bytes);
-    let payload = serde_json::from_slice(&bytes[16..])
+    let payload = postcard::from_bytes(&bytes[16..])
         .expect("a stored payload decodes as the payload type it was written as");
     Record { offset, key, write_time, payload }
 }
@@ -262,14 +272,20 @@ mod tests {
     #[test]
     fn recovery_applies_retention_and_keeps_offsets() {
         // Goal: a restarted broker gives records the offsets they had, minus what retention removed.
-        let stored: Vec<Vec<u8>> = (0..5u64).map(|i| encode_record(i, ms(i as i64), &i)).collect();
-        let log: PartitionLog<u64> =
-            PartitionLog::recover(&stored, ms(10), Retention { records_max: 3, age: None });
+        let mut storage = crate::storage::Storage::default();
+        for i in 0..5u64 {
+            storage.append("p", &encode_record(i, ms(i as i64), &i));
+        }
+        let log: PartitionLog<u64> = PartitionLog::recover(
+            storage.read("p"),
+            ms(10),
+            Retention { records_max: 3, age: None },
+        );
         assert_eq!(log.low_watermark(), 2);
         assert_eq!(log.next_offset(), 5);
         assert_eq!(log.high_watermark(), 2, "nothing visible before the recovery sync");
         let retention = Retention { records_max: 10, age: Some(SimDuration::from_millis(7)) };
-        let log: PartitionLog<u64> = PartitionLog::recover(&stored, ms(10), retention);
+        let log: PartitionLog<u64> = PartitionLog::recover(storage.read("p"), ms(10), retention);
         assert_eq!(log.low_watermark(), 3, "records written at 0, 1, 2 ms are older than 7 ms");
     }
 

@@ -226,7 +226,7 @@ fn store_log(sim: &Sim<World>, node: NodeId) -> Vec<(u64, u64, ProcessId, u64)> 
         .read(&format!("store/entries/{AGGREGATE}/events"))
         .iter()
         .map(|record| {
-            let stored: Stored = serde_json::from_slice(record).unwrap();
+            let stored: Stored = postcard::from_bytes(record).unwrap();
             (stored.sequence, stored.event.epoch, stored.event.writer, stored.event.event)
         })
         .collect()
