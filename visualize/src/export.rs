@@ -22,24 +22,24 @@
 //! component `saga` with `key == ID`; the order system keys sagas by order
 //! id, while other building blocks key their reports by calls, shards or
 //! offsets, so their keys are not order ids). Its *reach* `R` is the join
-//! (entry-wise maximum) of the anchors' vector clocks. Its *lifetime* runs
-//! from its first anchor to its last; when the process of the first anchor
-//! had just handled a delivery, the lifetime starts at that message's send
-//! instead, so the request that started the order is shown. An event `e`
-//! of process `p` with vector clock `V(e)` is in the order's history when
+//! (entry-wise maximum) of the anchors' vector clocks. Its *start* `s` is
+//! the first anchor, or, when the first anchor's process had just handled
+//! a delivery, that message's send (its delivery if it came from outside
+//! the world), so the request that started the order is shown; `q` is the
+//! process of `s`. An event `e` of process `p` with vector clock `V(e)` is
+//! in the order's history when
 //!
-//! 1. `e` lies within the lifetime (by trace position), and
-//! 2. `V(e)[p] <= R[p]`, i.e. `e` happened before (or is) one of the
-//!    anchors, and
-//! 3. `e` is not an anchor of a *different* order (a process that serves
-//!    many orders handled them in some sequence; another order's business
-//!    facts are noise in this one's story, while the messages and work
-//!    that link them stay).
+//! 1. `V(e)[q] >= V(s)[q]`: `e` is `s` or happened after it;
+//! 2. `V(e)[p] <= R[p]`: `e` is an anchor or happened before one;
+//! 3. `e` is not an anchor of a *different* order (a process serving many
+//!    orders handles them in some sequence, so other orders' business facts
+//!    can lie between two of this order's; they are noise in its story,
+//!    while the messages and work that link them stay).
 //!
 //! Events with no acting process are kept as follows: a send from outside
 //! the world when its delivery is kept, a loss when its send is kept, and
 //! faults (crashes, restarts, partitions, link and clock faults) when they
-//! fall within the lifetime's time span. With both a window and an order,
+//! fall between the times of `s` and of the last anchor. With both a window and an order,
 //! an event must satisfy both. An order id with no anchor is an error.
 //!
 //! **Messages** are drawn only when both their send and their delivery
@@ -78,7 +78,11 @@ pub struct Summary {
 
 /// Exports `trace`, filtered by `filter`, in `format`: the file's text and
 /// what it holds.
-pub fn export(trace: &Trace, filter: Filter, format: Format) -> Result<(String, Summary), FilterError> {
+pub fn export(
+    trace: &Trace,
+    filter: Filter,
+    format: Format,
+) -> Result<(String, Summary), FilterError> {
     let selection = select::select(trace, filter)?;
     Ok(match format {
         Format::Perfetto => perfetto::write(&selection),
@@ -93,7 +97,9 @@ pub fn describe(trace: &Trace, record: &Record) -> String {
     let node = |id: u32| trace.node_name(id);
     match &record.event {
         Event::NodeAdded { name, .. } => format!("node {name} added"),
-        Event::ProcessSpawned { name, node: host, .. } => format!("{name} spawned on {}", node(*host)),
+        Event::ProcessSpawned { name, node: host, .. } => {
+            format!("{name} spawned on {}", node(*host))
+        }
         Event::ProcessStarted { incarnation, .. } => format!("started (incarnation {incarnation})"),
         Event::MessageSent { message_id, to, label, .. } => {
             format!("send {label} to {} (message {message_id})", process(*to))
@@ -117,17 +123,24 @@ pub fn describe(trace: &Trace, record: &Record) -> String {
         ),
         Event::NodeRestarted { node: host } => format!("node {} restarted", node(*host)),
         Event::PartitionStarted { fault, from, to, symmetric } => {
-            let names = |nodes: &[u32]| nodes.iter().map(|n| node(*n)).collect::<Vec<_>>().join(", ");
+            let names =
+                |nodes: &[u32]| nodes.iter().map(|n| node(*n)).collect::<Vec<_>>().join(", ");
             let arrow = if *symmetric { "<->" } else { "->" };
             format!("partition {fault} started: [{}] {arrow} [{}]", names(from), names(to))
         }
         Event::PartitionHealed { fault } => format!("partition {fault} healed"),
-        Event::LinkDegraded { from, to } => format!("link {} -> {} degraded", node(*from), node(*to)),
-        Event::LinkRestored { from, to } => format!("link {} -> {} restored", node(*from), node(*to)),
+        Event::LinkDegraded { from, to } => {
+            format!("link {} -> {} degraded", node(*from), node(*to))
+        }
+        Event::LinkRestored { from, to } => {
+            format!("link {} -> {} restored", node(*from), node(*to))
+        }
         Event::ClockStepped { node: host, delta_ns } => {
             format!("clock of {} stepped by {delta_ns} ns", node(*host))
         }
-        Event::ResourceRejected { resource, .. } => format!("resource {resource} rejected a request"),
+        Event::ResourceRejected { resource, .. } => {
+            format!("resource {resource} rejected a request")
+        }
         Event::ProcessFailed { reason, .. } => format!("failed: {reason}"),
         Event::ProcessResumed { .. } => "resumed".to_string(),
         Event::ProcessStopped { .. } => "stopped".to_string(),

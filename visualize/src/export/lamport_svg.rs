@@ -30,8 +30,11 @@ const FOOTER: f64 = 30.0;
 pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     let trace = selection.trace;
     let processes = selection.processes();
-    let rows: BTreeMap<u32, f64> =
-        processes.iter().enumerate().map(|(index, &p)| (p, TOP + ROW * index as f64 + ROW / 2.0)).collect();
+    let rows: BTreeMap<u32, f64> = processes
+        .iter()
+        .enumerate()
+        .map(|(index, &p)| (p, TOP + ROW * index as f64 + ROW / 2.0))
+        .collect();
     let height = TOP + ROW * processes.len().max(1) as f64 + AXIS + FOOTER;
     let (start_ns, end_ns) = time_span(selection);
     let scale = Scale { start_ns, span_ns: (end_ns - start_ns).max(1) };
@@ -46,7 +49,8 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">"#
     );
     svg.push_str(STYLE);
-    let messages = drawn.iter().filter(|m| matches!(m, Mark::Message(a) if a.dropped.is_none())).count();
+    let messages =
+        drawn.iter().filter(|m| matches!(m, Mark::Message(a) if a.dropped.is_none())).count();
     let _ = writeln!(
         svg,
         r#"<text class="title" x="{LEFT}" y="24">Space-time diagram: {}</text>"#,
@@ -139,7 +143,11 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     } else {
         format!("{total} marks drawn (messages, events, faults)")
     };
-    let _ = writeln!(svg, r#"<text class="footer" x="{LEFT}" y="{footer_y:.1}">{}</text>"#, escape(&footer));
+    let _ = writeln!(
+        svg,
+        r#"<text class="footer" x="{LEFT}" y="{footer_y:.1}">{}</text>"#,
+        escape(&footer)
+    );
     svg.push_str("</svg>\n");
     (svg, Summary { events: events_drawn, processes: processes.len(), messages })
 }
@@ -162,6 +170,7 @@ const STYLE: &str = r##"<style>
   .fault-line { stroke: #c0392b; stroke-width: 1; stroke-dasharray: 6 4; }
   .fault-label { font-size: 10px; fill: #c0392b; }
   .restart { stroke: #2e8b57; stroke-width: 2; }
+  .restart-label { font-size: 10px; fill: #2e8b57; }
   .axis { stroke: #333; stroke-width: 1; }
   .tick-label { font-size: 10px; text-anchor: middle; }
   .axis-title { font-size: 11px; text-anchor: middle; }
@@ -209,7 +218,8 @@ fn marks<'t>(selection: &Selection<'t>) -> Vec<Mark<'t>> {
 fn time_span(selection: &Selection<'_>) -> (u64, u64) {
     let first = selection.records.first().map_or(0, |r| r.time_ns);
     let last = selection.records.last().map_or(first, |r| r.time_ns);
-    let start = selection.filter.from_ns.filter(|_| selection.filter.order.is_none()).unwrap_or(first);
+    let start =
+        selection.filter.from_ns.filter(|_| selection.filter.order.is_none()).unwrap_or(first);
     let end = selection.filter.to_ns.filter(|_| selection.filter.order.is_none()).unwrap_or(last);
     (start, end.max(start))
 }
@@ -278,12 +288,13 @@ fn draw_arrow(
             );
         }
     }
-    // The label sits at the arrow's middle, nudged above it.
+    // The label sits a third of the way from the sender, nudged above the
+    // arrow: messages crossing at their middles keep their labels apart.
     let _ = writeln!(
         svg,
         r#"<text class="message-label" x="{:.1}" y="{:.1}">{}</text>"#,
-        (x1 + x2) / 2.0,
-        (y1 + y2) / 2.0 - 3.0,
+        x1 + (x2 - x1) / 3.0,
+        y1 + (y2 - y1) / 3.0 - 3.0,
         escape(&arrow.label)
     );
 }
@@ -300,7 +311,9 @@ fn draw_fault(
     let description = escape(&super::describe(trace, record));
     let on_node = |node: u32| {
         rows.iter()
-            .filter(move |(process, _)| trace.processes.get(process).is_some_and(|p| p.node == node))
+            .filter(move |(process, _)| {
+                trace.processes.get(process).is_some_and(|p| p.node == node)
+            })
             .map(|(_, &y)| y)
     };
     match &record.event {
@@ -309,9 +322,21 @@ fn draw_fault(
                 let _ = write!(
                     svg,
                     r#"<path class="fault" d="M {:.1} {:.1} L {:.1} {:.1} M {:.1} {:.1} L {:.1} {:.1}"><title>{description}</title></path>"#,
-                    x - 6.0, y - 6.0, x + 6.0, y + 6.0, x - 6.0, y + 6.0, x + 6.0, y - 6.0
+                    x - 6.0,
+                    y - 6.0,
+                    x + 6.0,
+                    y + 6.0,
+                    x - 6.0,
+                    y + 6.0,
+                    x + 6.0,
+                    y - 6.0
                 );
-                let _ = write!(svg, r#"<text class="fault-label" x="{:.1}" y="{:.1}">crash</text>"#, x + 7.0, y - 7.0);
+                let _ = write!(
+                    svg,
+                    r#"<text class="fault-label" x="{:.1}" y="{:.1}">crash</text>"#,
+                    x + 7.0,
+                    y - 7.0
+                );
             }
             svg.push('\n');
         }
@@ -323,7 +348,12 @@ fn draw_fault(
                     y - 8.0,
                     y + 8.0
                 );
-                let _ = write!(svg, r#"<text class="fault-label" x="{:.1}" y="{:.1}">restart</text>"#, x + 4.0, y - 9.0);
+                let _ = write!(
+                    svg,
+                    r#"<text class="restart-label" x="{:.1}" y="{:.1}">restart</text>"#,
+                    x + 4.0,
+                    y - 9.0
+                );
             }
             svg.push('\n');
         }
@@ -343,7 +373,11 @@ fn draw_fault(
 
 fn draw_axis(svg: &mut String, scale: &Scale, plot_bottom: f64) {
     let y = plot_bottom + 8.0;
-    let _ = writeln!(svg, r#"<line class="axis" x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/>"#, WIDTH - RIGHT);
+    let _ = writeln!(
+        svg,
+        r#"<line class="axis" x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/>"#,
+        WIDTH - RIGHT
+    );
     let end_ns = scale.start_ns + scale.span_ns;
     let (unit, unit_ns) = unit_for(end_ns.max(scale.span_ns));
     let step = nice_step(scale.span_ns);

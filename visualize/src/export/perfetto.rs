@@ -17,9 +17,9 @@
 //!   global instants.
 //! - `ts` is in microseconds; nanoseconds survive as the fraction.
 
+use super::Summary;
 use super::read::{EXTERNAL_PROCESS, Event};
 use super::select::Selection;
-use super::Summary;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -32,8 +32,10 @@ const SLICE_US: f64 = 0.001;
 pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     let trace = selection.trace;
     let arrows = selection.arrows();
-    let flow_starts: BTreeSet<u64> = arrows.iter().filter(|a| a.dropped.is_none()).map(|a| a.sent_seq).collect();
-    let flow_ends: BTreeSet<u64> = arrows.iter().filter(|a| a.dropped.is_none()).map(|a| a.ended_seq).collect();
+    let flow_starts: BTreeSet<u64> =
+        arrows.iter().filter(|a| a.dropped.is_none()).map(|a| a.sent_seq).collect();
+    let flow_ends: BTreeSet<u64> =
+        arrows.iter().filter(|a| a.dropped.is_none()).map(|a| a.ended_seq).collect();
     let outside_pid = trace.nodes.keys().next_back().map_or(0, |last| last + 1);
     let track = |process: u32| -> (u32, u32) {
         if process == EXTERNAL_PROCESS {
@@ -50,8 +52,11 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     for &process in &processes {
         let (pid, tid) = track(process);
         if named_pids.insert(pid) {
-            let name = if pid == outside_pid { "outside".to_string() } else { trace.node_name(pid) };
-            events.push(json!({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}}));
+            let name =
+                if pid == outside_pid { "outside".to_string() } else { trace.node_name(pid) };
+            events.push(
+                json!({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}}),
+            );
             events.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}));
         }
         events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": trace.process_name(process)}}));
@@ -85,7 +90,12 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
                     json!({"message_id": message_id, "from": trace.process_name(*from), "seq": record.seq})));
             }
             Event::MessageDuplicated { message_id, copy_id } => {
-                events.push(global_instant(outside_pid, ts, "fault", format!("message {message_id} duplicated as {copy_id}")));
+                events.push(global_instant(
+                    outside_pid,
+                    ts,
+                    "fault",
+                    format!("message {message_id} duplicated as {copy_id}"),
+                ));
             }
             Event::NodeCrashed { node, processes_stopped, writes_lost } => {
                 events.push(json!({"ph": "i", "s": "p", "cat": "fault", "name": "node crashed", "ts": ts, "pid": node, "tid": 0,
@@ -98,21 +108,40 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
                 events.push(json!({"ph": "i", "s": "p", "cat": "fault", "name": format!("clock stepped {delta_ns} ns"), "ts": ts, "pid": node, "tid": 0}));
             }
             Event::PartitionStarted { fault, from, to, symmetric } => {
-                let names = |nodes: &[u32]| nodes.iter().map(|n| trace.node_name(*n)).collect::<Vec<_>>().join(", ");
+                let names = |nodes: &[u32]| {
+                    nodes.iter().map(|n| trace.node_name(*n)).collect::<Vec<_>>().join(", ")
+                };
                 let arrow = if *symmetric { "<->" } else { "->" };
-                events.push(global_instant(outside_pid, ts, "fault",
-                    format!("partition {fault} started: [{}] {arrow} [{}]", names(from), names(to))));
+                events.push(global_instant(
+                    outside_pid,
+                    ts,
+                    "fault",
+                    format!("partition {fault} started: [{}] {arrow} [{}]", names(from), names(to)),
+                ));
             }
             Event::PartitionHealed { fault } => {
-                events.push(global_instant(outside_pid, ts, "fault", format!("partition {fault} healed")));
+                events.push(global_instant(
+                    outside_pid,
+                    ts,
+                    "fault",
+                    format!("partition {fault} healed"),
+                ));
             }
             Event::LinkDegraded { from, to } => {
-                events.push(global_instant(outside_pid, ts, "fault",
-                    format!("link {} -> {} degraded", trace.node_name(*from), trace.node_name(*to))));
+                events.push(global_instant(
+                    outside_pid,
+                    ts,
+                    "fault",
+                    format!("link {} -> {} degraded", trace.node_name(*from), trace.node_name(*to)),
+                ));
             }
             Event::LinkRestored { from, to } => {
-                events.push(global_instant(outside_pid, ts, "fault",
-                    format!("link {} -> {} restored", trace.node_name(*from), trace.node_name(*to))));
+                events.push(global_instant(
+                    outside_pid,
+                    ts,
+                    "fault",
+                    format!("link {} -> {} restored", trace.node_name(*from), trace.node_name(*to)),
+                ));
             }
             other => {
                 if let Some(process) = other.actor() {
@@ -143,7 +172,14 @@ fn micros(time_ns: u64) -> f64 {
     time_ns as f64 / 1000.0
 }
 
-fn instant_on_thread(pid: u32, tid: u32, ts: f64, category: &str, name: String, args: Value) -> Value {
+fn instant_on_thread(
+    pid: u32,
+    tid: u32,
+    ts: f64,
+    category: &str,
+    name: String,
+    args: Value,
+) -> Value {
     json!({"ph": "i", "s": "t", "cat": category, "name": name, "ts": ts, "pid": pid, "tid": tid, "args": args})
 }
 

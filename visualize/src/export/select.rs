@@ -201,28 +201,31 @@ fn causal_history(trace: &Trace, order: u64) -> Result<BTreeSet<u64>, FilterErro
         }
     }
 
-    // The order's lifetime starts with the message whose handling produced
-    // its first event (when that process's previous event is a delivery),
-    // so the request that created the order is part of its story.
-    let first_actor = first.event.actor();
-    let mut start_seq = first.seq;
-    let previous_of_actor = trace.records[..position(trace, first.seq)]
-        .iter()
-        .rev()
-        .find(|record| first_actor.is_some() && record.event.actor() == first_actor);
-    if let Some(Record { event: Event::MessageDelivered { message_id, .. }, seq, .. }) =
+    // The order's history starts at its first anchor, or, when that
+    // anchor's process had just handled a delivery, at that message's
+    // send (its delivery if it came from outside), so the request that
+    // started the order is part of its story.
+    let mut start: &Record = first;
+    let previous_of_actor =
+        trace.records[..position(trace, first.seq)].iter().rev().find(|record| {
+            record.event.actor().is_some() && record.event.actor() == first.event.actor()
+        });
+    if let Some(delivery @ Record { event: Event::MessageDelivered { message_id, .. }, .. }) =
         previous_of_actor
     {
-        start_seq = *seq;
-        let sent = trace.records.iter().find(|record| {
+        start = delivery;
+        let sent = trace.records[..position(trace, delivery.seq)].iter().rev().find(|record| {
             matches!(record.event, Event::MessageSent { message_id: id, .. } if id == *message_id)
         });
-        if let Some(sent) = sent {
-            start_seq = sent.seq;
+        if let Some(sent) = sent.filter(|sent| sent.vector_clock.is_some()) {
+            start = sent;
         }
     }
-    let end_seq = last.seq;
-    let (start_ns, end_ns) = (time_of(trace, start_seq), last.time_ns);
+    // An event happened after the start when it has seen the start's own
+    // clock entry.
+    let origin = start.event.actor().map(|actor| (actor, own_count(start, actor)));
+    let (start_seq, end_seq) = (start.seq, last.seq);
+    let (start_ns, end_ns) = (start.time_ns, last.time_ns);
 
     let mut kept = BTreeSet::new();
     let mut kept_sends = BTreeSet::new();
@@ -231,9 +234,11 @@ fn causal_history(trace: &Trace, order: u64) -> Result<BTreeSet<u64>, FilterErro
             (Some(actor), Some(clock)) => {
                 let own = clock.get(&actor).copied().unwrap_or(0);
                 let before_an_anchor = own <= reach.get(&actor).copied().unwrap_or(0);
-                let about_another_order =
-                    record.event.order_key().is_some_and(|key| key != order);
-                before_an_anchor && !about_another_order
+                let after_the_start = origin.is_none_or(|(process, count)| {
+                    clock.get(&process).copied().unwrap_or(0) >= count
+                });
+                let about_another_order = record.event.order_key().is_some_and(|key| key != order);
+                before_an_anchor && after_the_start && !about_another_order
             }
             // A message from outside: kept if its delivery is (see below).
             _ => false,
@@ -278,6 +283,7 @@ fn position(trace: &Trace, seq: u64) -> usize {
     trace.records.partition_point(|record| record.seq < seq)
 }
 
-fn time_of(trace: &Trace, seq: u64) -> u64 {
-    trace.records.get(position(trace, seq)).map_or(0, |record| record.time_ns)
+/// A record's own entry in its vector clock (zero if it has none).
+fn own_count(record: &Record, actor: u32) -> u64 {
+    record.vector_clock.as_ref().and_then(|clock| clock.get(&actor).copied()).unwrap_or(0)
 }

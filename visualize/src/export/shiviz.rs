@@ -71,10 +71,18 @@ fn renumber(
 }
 
 /// Unique host names without spaces, one per process.
-fn host_names(selection: &Selection<'_>, processes: impl Iterator<Item = u32>) -> BTreeMap<u32, String> {
+fn host_names(
+    selection: &Selection<'_>,
+    processes: impl Iterator<Item = u32>,
+) -> BTreeMap<u32, String> {
     let processes: Vec<u32> = processes.collect();
     let base = |process: u32| -> String {
-        selection.trace.process_name(process).chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect()
+        selection
+            .trace
+            .process_name(process)
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect()
     };
     let mut uses: BTreeMap<String, usize> = BTreeMap::new();
     for &process in &processes {
