@@ -130,7 +130,7 @@ fn perfetto_json_has_named_tracks_and_one_flow_per_delivered_message() {
 }
 
 /// The ShiViz log starts with its regex and an empty delimiter line; then
-/// every pair of lines is `HOST {clock}` and an event, the clock is JSON
+/// every pair of lines is an event and `HOST {clock}`, the clock is JSON
 /// keyed by host names with the host's own entry, and each host's own entry
 /// counts 1, 2, 3... as ShiViz requires (here over a window, which needs
 /// the renumbering).
@@ -141,24 +141,24 @@ fn shiviz_log_matches_its_regex_and_clocks_count_from_one() {
     assert_eq!(lines.next(), Some(shiviz::PARSING_REGEX));
     assert_eq!(lines.next(), Some(""));
     let rest: Vec<&str> = lines.collect();
-    assert!(rest.len() > 100 && rest.len() % 2 == 0, "{} lines", rest.len());
+    assert!(rest.len() > 100 && rest.len().is_multiple_of(2), "{} lines", rest.len());
     let mut own: BTreeMap<String, u64> = BTreeMap::new();
     for pair in rest.chunks(2) {
-        // `(?<host>\S*) (?<clock>{.*})` then `(?<event>.*)`.
-        let (host, clock) = pair[0].split_once(' ').unwrap();
-        assert!(!host.is_empty() && !host.contains(char::is_whitespace), "{}", pair[0]);
-        assert!(clock.starts_with('{') && clock.ends_with('}'), "{}", pair[0]);
+        // `(?<event>.*)` then `(?<host>\S*) (?<clock>{.*})`.
+        assert!(!pair[0].is_empty());
+        let (host, clock) = pair[1].split_once(' ').unwrap();
+        assert!(!host.is_empty() && !host.contains(char::is_whitespace), "{}", pair[1]);
+        assert!(clock.starts_with('{') && clock.ends_with('}'), "{}", pair[1]);
         let clock: BTreeMap<String, u64> = serde_json::from_str(clock).unwrap();
         let previous = own.entry(host.to_string()).or_insert(0);
-        assert_eq!(clock.get(host), Some(&(*previous + 1)), "{}", pair[0]);
+        assert_eq!(clock.get(host), Some(&(*previous + 1)), "{}", pair[1]);
         *previous += 1;
-        assert!(!pair[1].is_empty() && !pair[1].contains('\n'));
     }
     // Every clock names only hosts that have events of their own.
     for pair in rest.chunks(2) {
         let clock: BTreeMap<String, u64> =
-            serde_json::from_str(pair[0].split_once(' ').unwrap().1).unwrap();
-        assert!(clock.keys().all(|key| own.contains_key(key)), "unknown host in {}", pair[0]);
+            serde_json::from_str(pair[1].split_once(' ').unwrap().1).unwrap();
+        assert!(clock.keys().all(|key| own.contains_key(key)), "unknown host in {}", pair[1]);
     }
 }
 
@@ -309,7 +309,7 @@ fn shiviz_renumbering_keeps_happened_before() {
     let trace = tiny();
     let filter = Filter { from_ns: Some(5_000_000), to_ns: None, order: None };
     let (text, summary) = export(&trace, filter, Format::Shiviz).unwrap();
-    let lines: Vec<&str> = text.lines().skip(2).step_by(2).collect();
+    let lines: Vec<&str> = text.lines().skip(3).step_by(2).collect();
     assert_eq!(summary.events, lines.len());
     assert_eq!(
         lines,

@@ -1,6 +1,8 @@
 //! The ShiViz log format: a parsing regular expression on the first line,
 //! an empty multiple-executions delimiter on the second, then two lines per
-//! event, `HOST {"host": count, ...}` and the event's description.
+//! event: the event's description, then `HOST {"host": count, ...}`. This
+//! is the order of ShiViz's default expression, so a log pasted into its
+//! input page parses without touching the expression box.
 //!
 //! Hosts are processes, named by their process names (made unique with
 //! `#id` when two share a name). Only events with an acting process carry
@@ -16,9 +18,9 @@ use super::read::VectorClock;
 use super::select::Selection;
 use std::collections::BTreeMap;
 
-/// The regular expression written on the first line: a host without
-/// spaces, a JSON clock, then the event on the next line.
-pub const PARSING_REGEX: &str = r"(?<host>\S*) (?<clock>{.*})\n(?<event>.*)";
+/// The regular expression written on the first line (ShiViz's default):
+/// the event, then on the next line a host without spaces and a JSON clock.
+pub const PARSING_REGEX: &str = r"(?<event>.*)\n(?<host>\S*) (?<clock>{.*})";
 
 /// Writes the selection in ShiViz's log format.
 pub fn write(selection: &Selection<'_>) -> (String, Summary) {
@@ -43,11 +45,11 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     text.push('\n');
     for (record, actor, clock) in &clocked {
         let renumbered = renumber(clock, &own_counts, &hosts);
+        text.push_str(&one_line(&super::describe(trace, record)));
+        text.push('\n');
         text.push_str(&hosts[actor]);
         text.push(' ');
         text.push_str(&serde_json::to_string(&renumbered).expect("a clock serialises"));
-        text.push('\n');
-        text.push_str(&one_line(&super::describe(trace, record)));
         text.push('\n');
     }
     let messages = selection.arrows().iter().filter(|a| a.dropped.is_none()).count();
