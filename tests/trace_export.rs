@@ -339,3 +339,56 @@ fn lamport_svg_of_a_tiny_trace() {
     assert_eq!((summary.processes, summary.messages), (3, 5));
     insta::assert_snapshot!("lamport-tiny", svg);
 }
+
+/// The tiny trace in Chrome JSON: a flow per delivered message (not for
+/// the lost one), the loss on the addressee's thread, and the crash and
+/// restart as instants on the payments node's track.
+#[test]
+fn perfetto_marks_losses_and_crashes() {
+    let (text, summary) = export(&tiny(), Filter::default(), Format::Perfetto).unwrap();
+    let document: Value = serde_json::from_str(&text).unwrap();
+    let events = document["traceEvents"].as_array().unwrap();
+    let mut flow_ids: Vec<u64> =
+        events.iter().filter(|e| e["ph"] == "s").map(|e| e["id"].as_u64().unwrap()).collect();
+    flow_ids.sort_unstable();
+    assert_eq!(flow_ids, vec![0, 1, 2, 3, 5]);
+    assert_eq!(summary.messages, 5);
+    let instant = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["ph"] == "i" && e["name"].as_str().unwrap().starts_with(name))
+            .cloned()
+    };
+    let lost = instant("lost Charge").expect("the loss is shown");
+    assert_eq!((lost["pid"].as_u64(), lost["tid"].as_u64()), (Some(2), Some(2)));
+    let crash = instant("node crashed").expect("the crash is shown");
+    assert_eq!(
+        (crash["s"].as_str(), crash["pid"].as_u64(), crash["ts"].as_f64()),
+        (Some("p"), Some(2), Some(7000.0))
+    );
+    assert!(instant("node restarted").is_some());
+}
+
+/// A selection with more marks than the diagram draws is cut at
+/// `MAX_MARKS`, and the footer says how many were left out.
+#[test]
+fn lamport_svg_caps_busy_selections() {
+    let mut text = String::from(
+        r#"{"seq":0,"time":0,"lamport":1,"vector_clock":{"0":1},"event":"ProcessSpawned","process":0,"node":0,"name":"ticker"}"#,
+    );
+    let ticks = lamport_svg::MAX_MARKS + 500;
+    for tick in 1..=ticks {
+        text.push_str(&format!(
+            "\n{{\"seq\":{tick},\"time\":{},\"lamport\":{},\"vector_clock\":{{\"0\":{}}},\"event\":\"TimerFired\",\"process\":0,\"tag\":{tick}}}",
+            tick * 1000,
+            tick + 1,
+            tick + 1
+        ));
+    }
+    let trace = read_trace(text.as_bytes()).unwrap();
+    let (svg, summary) = lamport_svg::write(&select(&trace, Filter::default()).unwrap());
+    assert_eq!(svg.matches("<circle").count(), lamport_svg::MAX_MARKS);
+    assert_eq!(summary.events, lamport_svg::MAX_MARKS);
+    assert!(svg.contains(&format!("{} of {ticks} marks drawn", lamport_svg::MAX_MARKS)), "{svg}");
+    assert!(svg.contains("500 later ones left out"));
+}

@@ -36,12 +36,15 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
         .map(|(index, &p)| (p, TOP + ROW * index as f64 + ROW / 2.0))
         .collect();
     let height = TOP + ROW * processes.len().max(1) as f64 + AXIS + FOOTER;
-    let (start_ns, end_ns) = time_span(selection);
-    let scale = Scale { start_ns, span_ns: (end_ns - start_ns).max(1) };
-
     let marks = marks(selection);
     let total = marks.len();
     let drawn = &marks[..total.min(MAX_MARKS)];
+    let (start_ns, mut end_ns) = time_span(selection);
+    if drawn.len() < total {
+        // Only the first marks are drawn: show the time they cover.
+        end_ns = drawn.iter().map(Mark::end_ns).max().unwrap_or(end_ns).max(start_ns);
+    }
+    let scale = Scale { start_ns, span_ns: (end_ns - start_ns).max(1) };
 
     let mut svg = String::new();
     let _ = writeln!(
@@ -136,8 +139,9 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     let footer_y = plot_bottom + AXIS + 18.0;
     let footer = if total > drawn.len() {
         format!(
-            "{} of {total} marks drawn, {} left out: narrow the picture with --from/--to or --order",
+            "{} of {total} marks drawn (up to {}), {} later ones left out: narrow the picture with --from/--to or --order",
             drawn.len(),
+            sim::SimDuration::from_nanos(end_ns),
             total - drawn.len()
         )
     } else {
@@ -183,6 +187,16 @@ enum Mark<'t> {
     Message(Arrow),
     Local(&'t Record),
     Fault(&'t Record),
+}
+
+impl Mark<'_> {
+    /// When the mark ends: a message at its delivery or loss.
+    fn end_ns(&self) -> u64 {
+        match self {
+            Mark::Message(arrow) => arrow.ended_ns,
+            Mark::Local(record) | Mark::Fault(record) => record.time_ns,
+        }
+    }
 }
 
 /// What to draw, in trace order (a message at its send): message arrows,

@@ -46,7 +46,7 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
     };
 
     let processes = selection.processes();
-    let mut events: Vec<Value> = Vec::new();
+    let mut events = EventList::default();
     // Name every node that has a kept process, and every kept process.
     let mut named_pids = BTreeSet::new();
     for &process in &processes {
@@ -155,17 +155,35 @@ pub fn write(selection: &Selection<'_>) -> (String, Summary) {
             written += 1;
         }
     }
-    let document = json!({"traceEvents": events, "displayTimeUnit": "ns",
-        "otherData": {"source": "rlab trace export", "window": window_text(selection)}});
-    let mut text = serde_json::to_string(&document).expect("JSON values serialise");
-    text.push('\n');
+    let other_data = json!({"source": "rlab trace export", "selection": super::describe_filter(&selection.filter)});
+    let text = format!(
+        "{{\"traceEvents\":[{}],\"displayTimeUnit\":\"ns\",\"otherData\":{other_data}}}\n",
+        events.text
+    );
     let messages = arrows.iter().filter(|a| a.dropped.is_none()).count();
     (text, Summary { events: written, processes: processes.len(), messages })
 }
 
-/// A short description of the window, for the file's metadata.
-fn window_text(selection: &Selection<'_>) -> String {
-    super::describe_filter(&selection.filter)
+/// The trace events, serialised one by one as they are made: a whole
+/// run's events held as JSON values would take many times the file's size.
+#[derive(Default)]
+struct EventList {
+    text: String,
+    count: usize,
+}
+
+impl EventList {
+    fn push(&mut self, event: Value) {
+        if self.count > 0 {
+            self.text.push_str(",\n");
+        }
+        self.text.push_str(&event.to_string());
+        self.count += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
 }
 
 fn micros(time_ns: u64) -> f64 {
