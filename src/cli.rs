@@ -29,6 +29,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run a saved run again and check it gives the same trace.
     Replay(ReplayArgs),
+    /// Work with a trace written by `rlab run --trace`.
+    #[command(subcommand)]
+    Trace(TraceCommand),
 }
 
 /// Interarrival-time distribution of the customer source.
@@ -167,6 +170,46 @@ pub struct ReplayArgs {
     /// A file written by `rlab run --out`.
     #[arg(value_name = "FILE")]
     pub file: std::path::PathBuf,
+}
+
+/// What `rlab trace` can do.
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Convert a trace for Perfetto UI, ShiViz, or as a space-time diagram (SVG).
+    Export(TraceExportArgs),
+}
+
+/// The formats `rlab trace export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormatArg {
+    /// Chrome Trace Event JSON, for Perfetto UI or chrome://tracing.
+    Perfetto,
+    /// The ShiViz log format (host, vector clock, event).
+    Shiviz,
+    /// A space-time (Lamport) diagram as SVG.
+    LamportSvg,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceExportArgs {
+    /// The JSON-lines trace written by `rlab run --trace`.
+    #[arg(value_name = "TRACE")]
+    pub trace: std::path::PathBuf,
+    /// The output format.
+    #[arg(long, value_enum)]
+    pub format: TraceFormatArg,
+    /// The file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: std::path::PathBuf,
+    /// Keep events at or after this simulated time, e.g. 1.5s or 300ms.
+    #[arg(long, value_name = "DUR")]
+    pub from: Option<String>,
+    /// Keep events at or before this simulated time, e.g. 3s.
+    #[arg(long, value_name = "DUR")]
+    pub to: Option<String>,
+    /// Keep only the causal history of this order id.
+    #[arg(long, value_name = "ID")]
+    pub order: Option<u64>,
 }
 
 /// Prints a clap error as one line (help and version go to stdout whole)

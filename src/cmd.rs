@@ -9,6 +9,7 @@ mod replay;
 mod run;
 mod scenarios;
 mod table;
+mod trace;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -23,5 +24,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Trace(command) => trace::run(command),
     }
 }

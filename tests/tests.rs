@@ -6,3 +6,4 @@ mod library;
 mod queue;
 mod scenario_files;
 mod tidy;
+mod trace_export;
