@@ -10,6 +10,7 @@ pub mod arch;
 pub mod bench;
 pub mod domain;
 pub mod file;
+pub mod fit;
 pub mod harness;
 pub mod invariants;
 pub mod observe;
