@@ -20,4 +20,5 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stats;
+pub mod sweep;
 pub mod workload;
