@@ -47,7 +47,11 @@ impl ScalingChart {
         let seeds = if report.seeds == 1 {
             format!("seed {}", report.seed_base)
         } else {
-            format!("seeds {}..{}", report.seed_base, report.seed_base + u64::from(report.seeds) - 1)
+            format!(
+                "seeds {}..{}",
+                report.seed_base,
+                report.seed_base + u64::from(report.seeds) - 1
+            )
         };
         let x_path = report.vary.first().map_or("", |vary| vary.path.as_str());
         let x_label = if x_path.ends_with("nodes") || x_path.ends_with("instances") {
@@ -158,6 +162,8 @@ impl Chart for ScalingChart {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc("throughput (orders/s)")
+            .x_label_formatter(&|n| format!("{n}"))
+            .y_label_formatter(&|x| format!("{x:.0}"))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
         // Keeps a line inside the plotting area: plotters would draw the
@@ -177,8 +183,14 @@ impl Chart for ScalingChart {
                     let (low, high) = ((mean - spread).max(0.0), mean + spread);
                     [
                         PathElement::new(vec![(n, low), (n, high)], colour.stroke_width(1)),
-                        PathElement::new(vec![(n - cap, low), (n + cap, low)], colour.stroke_width(1)),
-                        PathElement::new(vec![(n - cap, high), (n + cap, high)], colour.stroke_width(1)),
+                        PathElement::new(
+                            vec![(n - cap, low), (n + cap, low)],
+                            colour.stroke_width(1),
+                        ),
+                        PathElement::new(
+                            vec![(n - cap, high), (n + cap, high)],
+                            colour.stroke_width(1),
+                        ),
                     ]
                 },
             ))?;
