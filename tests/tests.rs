@@ -5,4 +5,5 @@ mod determinism;
 mod library;
 mod queue;
 mod scenario_files;
+mod sweep;
 mod tidy;
