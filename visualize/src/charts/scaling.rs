@@ -208,7 +208,7 @@ impl Chart for ScalingChart {
             ))?;
             // One legend entry per architecture, carrying its coefficients;
             // the line styles are explained once, in grey, below.
-            let mut label = format!("{name}");
+            let mut label = name.to_string();
             let mut fitted = Vec::new();
             if let Some((_, sigma, kappa)) = series.usl {
                 fitted.push(format!("USL σ={sigma:.3} κ={}", kappa_text(kappa)));
