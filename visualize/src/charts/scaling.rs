@@ -156,6 +156,13 @@ impl Chart for ScalingChart {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
         area.fill(&WHITE)?;
         let (x_max, y_max) = self.ranges();
+        // A swept field may go below zero (a clock step, say): keep every
+        // measured point on the chart. Fits exist only for N >= 1.
+        let x_min = self
+            .series
+            .iter()
+            .flat_map(|series| series.measured.iter().map(|point| point.0))
+            .fold(0.0_f64, f64::min);
         // The legend sits in its own strip under the chart, so it never
         // hides a measured point: one row per architecture on the left,
         // the key to the line styles on the right.
@@ -168,7 +175,7 @@ impl Chart for ScalingChart {
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .build_cartesian_2d(x_min..x_max, 0.0..y_max)
             .map_err(|error| ChartError(error.to_string()))?;
         chart
             .configure_mesh()
