@@ -444,17 +444,19 @@ mod tests {
     #[test]
     fn recovers_noisy_coefficients_within_a_few_percent() {
         let (lambda, sigma, kappa) = (120.0, 0.06, 0.0008);
+        // ±2% noise on every point moves the coefficients by a few percent
+        // (measured: λ 0.4%, σ 1.6%, κ 4%, N* 2%).
         let fit = fit_usl(&curve(lambda, sigma, kappa, 0.02)).unwrap();
-        assert!(close(fit.lambda / lambda, 1.0, 0.05), "{fit:?}");
-        assert!(close(fit.sigma, sigma, 0.02), "{fit:?}");
-        assert!(close(fit.kappa / kappa, 1.0, 0.25), "{fit:?}");
+        assert!(close(fit.lambda / lambda, 1.0, 0.02), "{fit:?}");
+        assert!(close(fit.sigma / sigma, 1.0, 0.05), "{fit:?}");
+        assert!(close(fit.kappa / kappa, 1.0, 0.1), "{fit:?}");
         let n_star = libm::sqrt((1.0 - sigma) / kappa);
-        assert!(close(fit.n_star.unwrap() / n_star, 1.0, 0.1), "{fit:?}");
+        assert!(close(fit.n_star.unwrap() / n_star, 1.0, 0.05), "{fit:?}");
         assert!(fit.r2 > 0.99, "{fit:?}");
 
         let amdahl = fit_amdahl(&curve(80.0, 0.1, 0.0, 0.02)).unwrap();
-        assert!(close(amdahl.p, 0.1, 0.01), "{amdahl:?}");
-        assert!(close(amdahl.lambda / 80.0, 1.0, 0.05), "{amdahl:?}");
+        assert!(close(amdahl.p / 0.1, 1.0, 0.05), "{amdahl:?}");
+        assert!(close(amdahl.lambda / 80.0, 1.0, 0.02), "{amdahl:?}");
     }
 
     #[test]
