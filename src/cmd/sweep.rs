@@ -35,10 +35,10 @@ pub fn run(args: &SweepArgs) -> Result<ExitCode> {
         Ok(points) => points,
         Err(error) => bail!("{}", point_error(&error, &spec, !args.vary.is_empty())),
     };
-    if let Some(dir) = &args.plots
-        && !dir.is_dir()
-    {
-        bail!("--plots {}: not a directory", dir.display());
+    if let Some(dir) = &args.plots {
+        // Made before the runs, so a bad path fails at once, not after them.
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--plots {}: cannot create the directory", dir.display()))?;
     }
 
     let total = points.len() * architectures.len() * spec.seeds as usize;
