@@ -8,6 +8,7 @@ mod queue;
 mod replay;
 mod run;
 mod scenarios;
+mod sweep;
 mod table;
 mod trace;
 mod validate;
@@ -25,5 +26,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Trace(command) => trace::run(command),
+        Command::Sweep(args) => sweep::run(&args),
     }
 }

@@ -5,5 +5,6 @@ mod determinism;
 mod library;
 mod queue;
 mod scenario_files;
+mod sweep;
 mod tidy;
 mod trace_export;
