@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod compare;
+mod plot;
 mod queue;
 mod replay;
 mod run;
@@ -23,5 +24,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Plot(args) => plot::run(&args),
     }
 }
