@@ -166,9 +166,11 @@ impl Chart for TimelineChart<'_> {
         let (y_low, y_high) = self.y_range();
         let panels = body.split_evenly((self.timelines.len(), 1));
         for (panel, timeline) in panels.iter().zip(self.timelines) {
+            let legend = legend_entries(self.kind, timeline);
+            let rows = draw_legend(panel, timeline.architecture.name(), &legend)?;
             let mut builder = ChartBuilder::on(panel);
             builder
-                .caption(timeline.architecture.name(), (FONT, CAPTION_SIZE))
+                .margin_top(LEGEND_TOP + LEGEND_ROW * rows + 4)
                 .margin_left(10)
                 .margin_right(24)
                 .margin_bottom(6)
@@ -185,6 +187,102 @@ impl Chart for TimelineChart<'_> {
         }
         Ok(())
     }
+}
+
+/// Where the legend row starts in a panel, and each row's height, in
+/// pixels.
+const LEGEND_TOP: u32 = 4;
+const LEGEND_ROW: u32 = 20;
+/// Where the legend starts from the panel's left edge: over the plot,
+/// past the y axis's labels.
+const LEGEND_LEFT: i32 = 86;
+
+/// One entry of a panel's legend.
+struct LegendEntry {
+    label: String,
+    mark: Mark,
+}
+
+/// How an entry is drawn.
+enum Mark {
+    /// A filled square (fault windows, breaker states).
+    Fill(RGBAColor),
+    /// A short thick line (series).
+    Line(RGBColor),
+    /// Text only.
+    None,
+}
+
+/// The legend of a panel, in drawing order.
+fn legend_entries(kind: TimelineKind, timeline: &Timeline) -> Vec<LegendEntry> {
+    let mut entries = Vec::new();
+    for window in &timeline.fault_windows {
+        let instant = window.end_s.is_none_or(|end| end <= window.start_s);
+        let color = if instant { FAULT.mix(0.8) } else { FAULT.mix(0.28) };
+        entries.push(LegendEntry { label: format!("fault: {}", window.label), mark: Mark::Fill(color) });
+    }
+    if kind == TimelineKind::Breaker && timeline.breaker.is_some() {
+        for state in [BreakerPhase::Closed, BreakerPhase::Open, BreakerPhase::HalfOpen] {
+            entries.push(LegendEntry {
+                label: format!("breaker {}", state.name()),
+                mark: Mark::Fill(phase_color(state).to_rgba()),
+            });
+        }
+    }
+    for line in lines(kind, timeline) {
+        entries.push(LegendEntry { label: line.name, mark: Mark::Line(line.color) });
+    }
+    if kind == TimelineKind::Queues {
+        let hidden = shown_queues(timeline).1;
+        if hidden > 0 {
+            entries.push(LegendEntry {
+                label: format!("({hidden} shorter queues not drawn)"),
+                mark: Mark::None,
+            });
+        }
+    }
+    entries
+}
+
+/// Draws the panel's caption (its architecture) and legend in rows along
+/// its top, wrapping at its width; returns the number of rows used.
+fn draw_legend<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, Shift>,
+    caption: &str,
+    entries: &[LegendEntry],
+) -> Result<u32, ChartError> {
+    let (width, _) = panel.dim_in_pixel();
+    let right_edge = width as i32 - 24;
+    let caption_font = (FONT, CAPTION_SIZE).into_font().color(&BLACK);
+    let font = (FONT, LABEL_SIZE).into_font().color(&BLACK);
+    let caption_width = panel.estimate_text_size(caption, &caption_font)?.0 as i32;
+    panel.draw(&Text::new(caption.to_string(), (LEGEND_LEFT, LEGEND_TOP as i32), caption_font))?;
+    let mut x = LEGEND_LEFT + caption_width + 24;
+    let mut row = 0u32;
+    for entry in entries {
+        let text_width = panel.estimate_text_size(&entry.label, &font)?.0 as i32;
+        let mark_width = if matches!(entry.mark, Mark::None) { 0 } else { 22 };
+        if x + mark_width + text_width > right_edge && x > LEGEND_LEFT {
+            row += 1;
+            x = LEGEND_LEFT;
+        }
+        let y = (LEGEND_TOP + LEGEND_ROW * row) as i32 + 2;
+        match entry.mark {
+            Mark::Fill(color) => {
+                panel.draw(&Rectangle::new([(x, y), (x + 16, y + 12)], color.filled()))?;
+            }
+            Mark::Line(color) => {
+                panel.draw(&PathElement::new(
+                    vec![(x, y + 6), (x + 16, y + 6)],
+                    color.stroke_width(3),
+                ))?;
+            }
+            Mark::None => {}
+        }
+        panel.draw(&Text::new(entry.label.clone(), (x + mark_width, y), font.clone()))?;
+        x += mark_width + text_width + 18;
+    }
+    Ok(row + 1)
 }
 
 /// Every value a kind plots for a timeline (for the shared y range).
@@ -289,6 +387,7 @@ fn lines(kind: TimelineKind, timeline: &Timeline) -> Vec<Line> {
         TimelineKind::Throughput => vec![
             rate("placed/s", SERIES[6], &|index| buckets[index].placed),
             rate("completed/s", GOOD, &|index| buckets[index].completed),
+            rate("cancelled/s", CAUTION, &|index| buckets[index].cancelled),
             rate("failed or timed out/s", BAD, &|index| {
                 buckets[index].failed + buckets[index].timed_out
             }),
@@ -412,14 +511,13 @@ where
         .y_desc(kind.y_description())
         .axis_desc_style((FONT, AXIS_SIZE))
         .label_style(label_font.clone())
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&|x| short_number(*x))
         .y_label_formatter(&|y| short_number(*y))
         .light_line_style(WHITE.mix(0.0))
         .bold_line_style(BLACK.mix(0.08))
         .draw()?;
 
-    // Fault windows: shaded spans (a thin line for an instant fault), one
-    // legend entry each.
+    // Fault windows: shaded spans (a narrow dark bar for an instant fault).
     let x_end = timeline.end_s;
     for window in &timeline.fault_windows {
         let end = window.end_s.unwrap_or(window.start_s).min(x_end);
@@ -431,10 +529,10 @@ where
             // bar a few pixels wide.
             ((start + x_end / 400.0).min(x_end), FAULT.mix(0.8).filled())
         };
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(start, y_low), (right, y_high)], style)))?
-            .label(format!("fault: {}", window.label))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], style));
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(start, y_low), (right, y_high)],
+            style,
+        )))?;
     }
 
     // The breaker's state as a band along the top of the plot.
@@ -456,13 +554,6 @@ where
                     (FONT, LABEL_SIZE).into_font().color(&WHITE),
                 ))?;
             }
-        }
-        for state in [BreakerPhase::Closed, BreakerPhase::Open, BreakerPhase::HalfOpen] {
-            let color = phase_color(state);
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
-                .label(format!("breaker {}", state.name()))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled()));
         }
     }
 
@@ -501,37 +592,11 @@ where
     }
 
     for line in lines(kind, timeline) {
-        let color = line.color;
-        let style = color.stroke_width(2);
-        let mut labelled = false;
+        let style = line.color.stroke_width(2);
         for segment in segments(&line.points, y_low) {
-            let series = chart.draw_series(LineSeries::new(segment, style))?;
-            if !labelled {
-                series
-                    .label(line.name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-                labelled = true;
-            }
+            chart.draw_series(LineSeries::new(segment, style))?;
         }
     }
-    if kind == TimelineKind::Queues {
-        let hidden = shown_queues(timeline).1;
-        if hidden > 0 {
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
-                .label(format!("({hidden} shorter queues not drawn)"))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x, y)], WHITE));
-        }
-    }
-
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .margin(if kind == TimelineKind::Breaker { band_px + 8 } else { 8 })
-        .label_font(label_font)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()?;
     Ok(())
 }
 
@@ -566,17 +631,13 @@ fn phase_color(state: BreakerPhase) -> RGBColor {
     }
 }
 
-/// A tick label: whole numbers without decimals, small ones with one or
-/// two, thousands with a `k`.
+/// A tick label: at most two decimals and no trailing zeros, thousands
+/// with a `k` from ten thousand on.
 fn short_number(value: f64) -> String {
-    let magnitude = value.abs();
-    if magnitude >= 10_000.0 {
-        format!("{:.0}k", value / 1000.0)
-    } else if magnitude >= 10.0 || value == value.trunc() {
-        format!("{value:.0}")
-    } else if magnitude >= 1.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
+    if value.abs() >= 10_000.0 {
+        return format!("{:.0}k", value / 1000.0);
     }
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" { "0".to_string() } else { text.to_string() }
 }
