@@ -165,9 +165,16 @@ impl Chart for TimelineChart<'_> {
         let x_end = self.timelines.iter().map(|timeline| timeline.end_s).fold(0.0, f64::max);
         let (y_low, y_high) = self.y_range();
         let panels = body.split_evenly((self.timelines.len(), 1));
+        // Every panel reserves as many legend rows as the fullest needs,
+        // so the plots have the same height as well as the same ranges.
+        let mut rows = 1;
         for (panel, timeline) in panels.iter().zip(self.timelines) {
             let legend = legend_entries(self.kind, timeline);
-            let rows = draw_legend(panel, timeline.architecture.name(), &legend)?;
+            rows = rows.max(legend_rows(panel, timeline.architecture.name(), &legend, false)?);
+        }
+        for (panel, timeline) in panels.iter().zip(self.timelines) {
+            let legend = legend_entries(self.kind, timeline);
+            legend_rows(panel, timeline.architecture.name(), &legend, true)?;
             let mut builder = ChartBuilder::on(panel);
             builder
                 .margin_top(LEGEND_TOP + LEGEND_ROW * rows + 4)
@@ -244,19 +251,23 @@ fn legend_entries(kind: TimelineKind, timeline: &Timeline) -> Vec<LegendEntry> {
     entries
 }
 
-/// Draws the panel's caption (its architecture) and legend in rows along
-/// its top, wrapping at its width; returns the number of rows used.
-fn draw_legend<DB: DrawingBackend>(
+/// Lays out the panel's caption (its architecture) and legend in rows
+/// along its top, wrapping at its width, and draws them if `draw`;
+/// returns the number of rows.
+fn legend_rows<DB: DrawingBackend>(
     panel: &DrawingArea<DB, Shift>,
     caption: &str,
     entries: &[LegendEntry],
+    draw: bool,
 ) -> Result<u32, ChartError> {
     let (width, _) = panel.dim_in_pixel();
     let right_edge = width as i32 - 24;
     let caption_font = (FONT, CAPTION_SIZE).into_font().color(&BLACK);
     let font = (FONT, LABEL_SIZE).into_font().color(&BLACK);
     let caption_width = panel.estimate_text_size(caption, &caption_font)?.0 as i32;
-    panel.draw(&Text::new(caption.to_string(), (LEGEND_LEFT, LEGEND_TOP as i32), caption_font))?;
+    if draw {
+        panel.draw(&Text::new(caption.to_string(), (LEGEND_LEFT, LEGEND_TOP as i32), caption_font))?;
+    }
     let mut x = LEGEND_LEFT + caption_width + 24;
     let mut row = 0u32;
     for entry in entries {
@@ -267,6 +278,11 @@ fn draw_legend<DB: DrawingBackend>(
             x = LEGEND_LEFT;
         }
         let y = (LEGEND_TOP + LEGEND_ROW * row) as i32 + 2;
+        x += mark_width + text_width + 18;
+        if !draw {
+            continue;
+        }
+        let x = x - (mark_width + text_width + 18);
         match entry.mark {
             Mark::Fill(color) => {
                 panel.draw(&Rectangle::new([(x, y), (x + 16, y + 12)], color.filled()))?;
@@ -280,68 +296,18 @@ fn draw_legend<DB: DrawingBackend>(
             Mark::None => {}
         }
         panel.draw(&Text::new(entry.label.clone(), (x + mark_width, y), font.clone()))?;
-        x += mark_width + text_width + 18;
     }
     Ok(row + 1)
 }
 
 /// Every value a kind plots for a timeline (for the shared y range).
 fn values(kind: TimelineKind, timeline: &Timeline) -> Vec<f64> {
-    let buckets = &timeline.buckets;
-    let per_s = |count: u64, width: f64| if width > 0.0 { count as f64 / width } else { 0.0 };
-    match kind {
-        TimelineKind::Throughput => buckets
-            .iter()
-            .flat_map(|bucket| {
-                let width = bucket.width_s();
-                [
-                    bucket.completed_per_s(),
-                    per_s(bucket.failed + bucket.timed_out, width),
-                    per_s(bucket.placed, width),
-                ]
-            })
-            .collect(),
-        TimelineKind::Latency => buckets
-            .iter()
-            .filter_map(|bucket| bucket.latency_ms)
-            .flat_map(|latency| [latency.p50, latency.p95, latency.p99])
-            .collect(),
-        TimelineKind::Queues => shown_queues(timeline)
-            .0
-            .iter()
-            .flat_map(|queue| queue.values.iter().copied())
-            .collect(),
-        TimelineKind::Breaker => timeline
-            .breaker
-            .iter()
-            .flat_map(|breaker| &breaker.counts)
-            .flat_map(|series| {
-                series
-                    .values
-                    .iter()
-                    .zip(buckets)
-                    .map(|(count, bucket)| per_s(*count, bucket.width_s()))
-            })
-            .collect(),
-        TimelineKind::Lag => timeline
-            .read_model
-            .iter()
-            .flat_map(|model| model.lag_ms_max.iter().chain(&model.lag_ms_mean))
-            .flatten()
-            .copied()
-            .collect(),
-        TimelineKind::Sagas => buckets
-            .iter()
-            .flat_map(|bucket| {
-                let width = bucket.width_s();
-                [
-                    bucket.completed_per_s(),
-                    per_s(bucket.cancelled, width),
-                    per_s(bucket.compensations, width),
-                ]
-            })
-            .collect(),
-    }
+    lines(kind, timeline)
+        .into_iter()
+        .flat_map(|line| line.points)
+        .flatten()
+        .map(|(_, value)| value)
+        .collect()
 }
 
 /// The queues worth drawing (some value above zero), longest first, at
@@ -372,14 +338,21 @@ fn lines(kind: TimelineKind, timeline: &Timeline) -> Vec<Line> {
         let bucket = &buckets[index];
         (bucket.start_s + bucket.end_s) / 2.0
     };
+    // Counts become rates over groups of buckets, about
+    // [`RATE_POINTS`] to a chart: a 100 ms bucket holds a handful of
+    // orders, and its rate would be mostly noise.
+    let group = rate_group(timeline);
     let rate = |name: &str, color: RGBColor, count: &dyn Fn(usize) -> u64| Line {
         name: name.to_string(),
         color,
         points: (0..buckets.len())
-            .map(|index| {
-                let width = buckets[index].width_s();
-                let value = if width > 0.0 { count(index) as f64 / width } else { 0.0 };
-                Some((middle(index), value))
+            .step_by(group)
+            .map(|first| {
+                let last = (first + group).min(buckets.len()) - 1;
+                let (start, end) = (buckets[first].start_s, buckets[last].end_s);
+                let total: u64 = (first..=last).map(count).sum();
+                let value = if end > start { total as f64 / (end - start) } else { 0.0 };
+                Some(((start + end) / 2.0, value))
             })
             .collect(),
     };
@@ -467,6 +440,17 @@ fn lines(kind: TimelineKind, timeline: &Timeline) -> Vec<Line> {
             rate("compensations/s", SERIES[3], &|index| buckets[index].compensations),
         ],
     }
+}
+
+/// About how many points a rate line has.
+const RATE_POINTS: f64 = 120.0;
+
+/// How many buckets each point of a rate line covers.
+fn rate_group(timeline: &Timeline) -> usize {
+    if timeline.bucket_s <= 0.0 {
+        return 1;
+    }
+    ((timeline.end_s / RATE_POINTS / timeline.bucket_s).round() as usize).max(1)
 }
 
 /// Why a chart does not apply to a run, if it does not.
