@@ -193,7 +193,10 @@ fn small_timeline(architecture: Architecture) -> Timeline {
                     to: BreakerPhase::Closed,
                 },
             ],
-            counts: vec![CountSeries { name: "gateway calls".to_string(), values: vec![10, 3, 1, 9] }],
+            counts: vec![CountSeries {
+                name: "gateway calls".to_string(),
+                values: vec![10, 3, 1, 9],
+            }],
         }),
         read_model: None,
         fault_windows: vec![FaultWindow {
@@ -211,7 +214,8 @@ fn small_timeline(architecture: Architecture) -> Timeline {
 /// panel with the "no breaker" note), pinned with insta after review.
 #[test]
 fn a_small_breaker_chart_is_pinned() {
-    let timelines = [small_timeline(Architecture::Microlith), small_timeline(Architecture::Reactive)];
+    let timelines =
+        [small_timeline(Architecture::Microlith), small_timeline(Architecture::Reactive)];
     let svg = render_svg_string(&TimelineChart::new(TimelineKind::Breaker, &timelines), (640, 560))
         .unwrap();
     for text in [
@@ -310,7 +314,14 @@ fn rlab_plot_refuses_bad_input() {
     let missing = scratch("missing.json");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec!["plot".into(), "Cargo.toml".into(), "--chart".into(), "nope".into(), "--out".into(), "x.png".into()],
+            vec![
+                "plot".into(),
+                "Cargo.toml".into(),
+                "--chart".into(),
+                "nope".into(),
+                "--out".into(),
+                "x.png".into(),
+            ],
             "nope",
         ),
         (
@@ -359,8 +370,14 @@ fn rlab_plot_refuses_bad_input() {
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let gif = scratch("chart.gif");
-    let output =
-        rlab(&["plot", saved.to_str().unwrap(), "--chart", "sagas", "--out", gif.to_str().unwrap()]);
+    let output = rlab(&[
+        "plot",
+        saved.to_str().unwrap(),
+        "--chart",
+        "sagas",
+        "--out",
+        gif.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");

@@ -315,8 +315,11 @@ pub fn fault_label(action: &FaultAction) -> String {
 pub fn build(scenario: &Scenario, observed: &Observations) -> Timeline {
     let gauges = &observed.gauges;
     let end = observed.ended_at.max(SimTime::ZERO + scenario.duration);
-    let width =
-        if gauges.bucket > SimDuration::ZERO { gauges.bucket } else { bucket_width(end - SimTime::ZERO) };
+    let width = if gauges.bucket > SimDuration::ZERO {
+        gauges.bucket
+    } else {
+        bucket_width(end - SimTime::ZERO)
+    };
     let count = (end.as_nanos().div_ceil(width.as_nanos()).max(1)) as usize;
     let mut buckets: Vec<Bucket> = (0..count)
         .map(|index| {
@@ -403,6 +406,10 @@ fn percentiles(sample: &mut [u64]) -> Option<Percentiles> {
     Some(Percentiles { p50: at(0.50), p95: at(0.95), p99: at(0.99) })
 }
 
+/// Reads one value from the engine's views during a run (`None` while it
+/// cannot be read, e.g. its process is down).
+pub type Reader<'a, M, T> = Box<dyn Fn(&Sim<M>) -> Option<T> + 'a>;
+
 /// Where a queue's length is read.
 pub enum QueueProbe<'a, M: Message> {
     /// Work waiting for a core of `node`.
@@ -432,7 +439,7 @@ pub enum QueueProbe<'a, M: Message> {
         name: String,
         /// Reads the length now (`None` while it cannot be read, e.g. the
         /// process is down: counted as zero).
-        read: Box<dyn Fn(&Sim<M>) -> Option<f64> + 'a>,
+        read: Reader<'a, M, f64>,
     },
 }
 
@@ -476,9 +483,9 @@ pub struct GaugeSet<'a, M: Message> {
     /// Queues to chart.
     pub queues: Vec<QueueProbe<'a, M>>,
     /// Compensating actions run so far (`None` while they cannot be read).
-    pub compensations: Option<Box<dyn Fn(&Sim<M>) -> Option<u64> + 'a>>,
+    pub compensations: Option<Reader<'a, M, u64>>,
     /// The circuit breaker, if there is one.
-    pub breaker: Option<Box<dyn Fn(&Sim<M>) -> Option<BreakerReading> + 'a>>,
+    pub breaker: Option<Reader<'a, M, BreakerReading>>,
     /// Engine counters drawn with the breaker band, as (name shown,
     /// counter).
     pub breaker_counters: Vec<(String, String)>,
@@ -492,7 +499,7 @@ pub struct ReadModelProbe<'a, M: Message> {
     /// The engine series of lag samples, in milliseconds.
     pub lag_ms_series: String,
     /// Events published but not applied now (`None` while unreadable).
-    pub lag_events: Box<dyn Fn(&Sim<M>) -> Option<f64> + 'a>,
+    pub lag_events: Reader<'a, M, f64>,
 }
 
 impl<M: Message> GaugeSet<'_, M> {
@@ -625,7 +632,8 @@ impl Sampler {
                     // clock drifted or stepped in between), and within
                     // this bucket in any case.
                     let before_ns = reading.clock_now.0.saturating_sub(at.0).max(0) as u64;
-                    let at_ns = now.as_nanos().saturating_sub(before_ns).max(self.previous.as_nanos());
+                    let at_ns =
+                        now.as_nanos().saturating_sub(before_ns).max(self.previous.as_nanos());
                     breaker.transitions.push(BreakerTransition {
                         at_s: at_ns as f64 / 1e9,
                         from: (*from).into(),
@@ -649,14 +657,15 @@ impl Sampler {
         if let (Some(probe), Some(model)) = (&gauges.read_model, self.record.read_model.as_mut()) {
             let series = sim.metrics().series(&probe.lag_ms_series);
             let (count, sum) = series.map_or((0, 0.0), |series| {
-                series.buckets.iter().fold((0, 0.0), |(count, sum), bucket| {
-                    (count + bucket.count, sum + bucket.sum)
-                })
+                series
+                    .buckets
+                    .iter()
+                    .fold((0, 0.0), |(count, sum), bucket| (count + bucket.count, sum + bucket.sum))
             });
             let (count_seen, sum_seen) = self.lag_seen;
-            model.lag_ms_mean.push(
-                (count > count_seen).then(|| (sum - sum_seen) / (count - count_seen) as f64),
-            );
+            model
+                .lag_ms_mean
+                .push((count > count_seen).then(|| (sum - sum_seen) / (count - count_seen) as f64));
             self.lag_seen = (count, sum);
             let interval_ns = sim.metrics().interval().as_nanos();
             let metric_bucket = (now.as_nanos().saturating_sub(1) / interval_ns) as usize;

@@ -137,7 +137,12 @@ pub fn write_all(
     Ok(written)
 }
 
-fn write_chart(kind: TimelineKind, timelines: &[Timeline], path: &Path, format: Format) -> Result<()> {
+fn write_chart(
+    kind: TimelineKind,
+    timelines: &[Timeline],
+    path: &Path,
+    format: Format,
+) -> Result<()> {
     let chart = TimelineChart::new(kind, timelines);
     let bytes = render(&chart, format, chart.size())
         .map_err(|error| anyhow::anyhow!("{}: cannot draw the chart: {error}", path.display()))?;

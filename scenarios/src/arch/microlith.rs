@@ -379,7 +379,10 @@ impl MicrolithWorld {
             let parts = self.services[&kind];
             let name = kind.name();
             queues.push(QueueProbe::Cores { node: parts.node, name: format!("{name} cores") });
-            queues.push(QueueProbe::Pool { resource: parts.threads, name: format!("{name} threads") });
+            queues.push(QueueProbe::Pool {
+                resource: parts.threads,
+                name: format!("{name} threads"),
+            });
             queues.push(QueueProbe::Pool {
                 resource: parts.connections,
                 name: format!("{name} connections"),

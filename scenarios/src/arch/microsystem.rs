@@ -538,7 +538,8 @@ fn gauges<'a>(sim: &Sim<Msg>, roles: &Roles, world: &World) -> GaugeSet<'a, Msg>
         .into_iter()
         .map(|node| QueueProbe::Cores { node, name: format!("{} cores", sim.node(node).name) })
         .collect();
-    queues.push(QueueProbe::Mailbox { process: world.front_door, name: "front-door mailbox".into() });
+    queues
+        .push(QueueProbe::Mailbox { process: world.front_door, name: "front-door mailbox".into() });
     queues.push(QueueProbe::Mailbox { process: world.coordinator, name: "saga mailbox".into() });
     let projection = world.projection.0;
     GaugeSet {

@@ -63,7 +63,7 @@ use crate::harness::{self, Hooks, Roles};
 use crate::observe::Observations;
 use crate::parts::{Edge, GatewayMsg};
 use crate::scenario::{Architecture, Scenario};
-use crate::timeline::{BreakerReading, GaugeRecord, GaugeSet, QueueProbe};
+use crate::timeline::{BreakerReading, GaugeRecord, GaugeSet, QueueProbe, Reader};
 use facts::{Fact, TOPICS};
 use inventory::{InventoryLogic, StockBook};
 use journal::{Ledgered, replay_storage};
@@ -418,7 +418,7 @@ fn gauges<'a>(scenario: &Scenario, roles: &Roles, ids: &Ids) -> GaugeSet<'a, Rea
     }
     let (orders, inventory, payments, shipping) =
         (ids.orders, ids.inventory, ids.payments, ids.shipping);
-    let readers: [(&str, Box<dyn Fn(&Sim<ReactiveMsg>) -> Option<f64>>); 4] = [
+    let readers: [(&str, Reader<'a, ReactiveMsg, f64>); 4] = [
         ("orders", Box::new(move |sim| intake::<OrdersLogic>(sim, orders))),
         ("inventory", Box::new(move |sim| intake::<InventoryLogic>(sim, inventory))),
         ("payments", Box::new(move |sim| intake::<PaymentsLogic>(sim, payments))),
@@ -459,7 +459,7 @@ fn gauges<'a>(scenario: &Scenario, roles: &Roles, ids: &Ids) -> GaugeSet<'a, Rea
                     .collect(),
                 clock_now: sim.node(node).clock,
             })
-        }) as Box<dyn Fn(&Sim<ReactiveMsg>) -> Option<BreakerReading>>
+        }) as Reader<'a, ReactiveMsg, BreakerReading>
     });
     GaugeSet {
         queues,

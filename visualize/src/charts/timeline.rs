@@ -184,8 +184,7 @@ impl Chart for TimelineChart<'_> {
                 .x_label_area_size(44)
                 .y_label_area_size(76);
             if self.kind == TimelineKind::Latency {
-                let chart =
-                    builder.build_cartesian_2d(0.0..x_end, (y_low..y_high).log_scale())?;
+                let chart = builder.build_cartesian_2d(0.0..x_end, (y_low..y_high).log_scale())?;
                 draw_panel(self.kind, timeline, chart, y_low, y_high)?;
             } else {
                 let chart = builder.build_cartesian_2d(0.0..x_end, y_low..y_high)?;
@@ -226,7 +225,10 @@ fn legend_entries(kind: TimelineKind, timeline: &Timeline) -> Vec<LegendEntry> {
     for window in &timeline.fault_windows {
         let instant = window.end_s.is_none_or(|end| end <= window.start_s);
         let color = if instant { FAULT.mix(0.8) } else { FAULT.mix(0.28) };
-        entries.push(LegendEntry { label: format!("fault: {}", window.label), mark: Mark::Fill(color) });
+        entries.push(LegendEntry {
+            label: format!("fault: {}", window.label),
+            mark: Mark::Fill(color),
+        });
     }
     if kind == TimelineKind::Breaker && timeline.breaker.is_some() {
         for state in [BreakerPhase::Closed, BreakerPhase::Open, BreakerPhase::HalfOpen] {
@@ -266,7 +268,11 @@ fn legend_rows<DB: DrawingBackend>(
     let font = (FONT, LABEL_SIZE).into_font().color(&BLACK);
     let caption_width = panel.estimate_text_size(caption, &caption_font)?.0 as i32;
     if draw {
-        panel.draw(&Text::new(caption.to_string(), (LEGEND_LEFT, LEGEND_TOP as i32), caption_font))?;
+        panel.draw(&Text::new(
+            caption.to_string(),
+            (LEGEND_LEFT, LEGEND_TOP as i32),
+            caption_font,
+        ))?;
     }
     let mut x = LEGEND_LEFT + caption_width + 24;
     let mut row = 0u32;
@@ -366,13 +372,18 @@ fn lines(kind: TimelineKind, timeline: &Timeline) -> Vec<Line> {
             }),
         ],
         TimelineKind::Latency => {
-            let percentile = |name: &str, color: RGBColor, pick: fn(&scenarios::timeline::Percentiles) -> f64| Line {
-                name: name.to_string(),
-                color,
-                points: (0..buckets.len())
-                    .map(|index| buckets[index].latency_ms.map(|latency| (middle(index), pick(&latency))))
-                    .collect(),
-            };
+            let percentile =
+                |name: &str,
+                 color: RGBColor,
+                 pick: fn(&scenarios::timeline::Percentiles) -> f64| Line {
+                    name: name.to_string(),
+                    color,
+                    points: (0..buckets.len())
+                        .map(|index| {
+                            buckets[index].latency_ms.map(|latency| (middle(index), pick(&latency)))
+                        })
+                        .collect(),
+                };
             vec![
                 percentile("p50", SERIES[0], |latency| latency.p50),
                 percentile("p95", SERIES[4], |latency| latency.p95),
@@ -530,7 +541,10 @@ where
         for (from, to, state) in breaker.spans(x_end) {
             let left = plot.map_coordinate(&(from, y_high)).0 - base.0;
             let right = plot.map_coordinate(&(to, y_high)).0 - base.0;
-            pixels.draw(&Rectangle::new([(left, 0), (right, band_px)], phase_color(state).filled()))?;
+            pixels.draw(&Rectangle::new(
+                [(left, 0), (right, band_px)],
+                phase_color(state).filled(),
+            ))?;
             if right - left > 40 && state != BreakerPhase::Closed {
                 pixels.draw(&Text::new(
                     state.name(),
@@ -565,13 +579,12 @@ where
         pixels.draw(&Text::new(
             note,
             (width as i32 / 2, height as i32 / 2),
-            (FONT, CAPTION_SIZE)
-                .into_font()
-                .color(&NOTE)
-                .pos(plotters::style::text_anchor::Pos::new(
+            (FONT, CAPTION_SIZE).into_font().color(&NOTE).pos(
+                plotters::style::text_anchor::Pos::new(
                     plotters::style::text_anchor::HPos::Center,
                     plotters::style::text_anchor::VPos::Center,
-                )),
+                ),
+            ),
         ))?;
     }
 
