@@ -41,9 +41,10 @@ pub const BUCKETS_MAX: u64 = 600;
 const BUCKET_WIDTHS_MS: [u64; 12] =
     [100, 200, 250, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 300_000];
 
-/// The bucket width for a run lasting `length`: the narrowest of
-/// [`BUCKET_WIDTHS_MS`] that needs at most [`BUCKETS_MAX`] buckets (or
-/// wider still, in whole minutes, for runs of days).
+/// The bucket width for a run lasting `length`: the narrowest of 100 ms,
+/// 200 ms, 250 ms, 500 ms, 1 s, 2 s, 5 s, ... 5 min that needs at most
+/// [`BUCKETS_MAX`] buckets (or wider still, in whole minutes, for runs of
+/// days).
 pub fn bucket_width(length: SimDuration) -> SimDuration {
     let length_ns = length.as_nanos().max(1);
     for width_ms in BUCKET_WIDTHS_MS {
