@@ -691,3 +691,68 @@ impl Sampler {
         self.record
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_widths_keep_runs_under_the_bucket_bound() {
+        // Goal: any run length gets a listed width (or whole minutes) and at
+        // most BUCKETS_MAX buckets, the narrowest such width.
+        for seconds in [1, 10, 60, 61, 70, 120, 600, 3_600, 86_400, 10 * 86_400] {
+            let length = SimDuration::from_secs(seconds);
+            let width = bucket_width(length);
+            assert!(length.as_nanos().div_ceil(width.as_nanos()) <= BUCKETS_MAX, "{seconds} s");
+            let narrower = BUCKET_WIDTHS_MS
+                .iter()
+                .map(|ms| ms * 1_000_000)
+                .filter(|ns| *ns < width.as_nanos())
+                .all(|ns| length.as_nanos().div_ceil(ns) > BUCKETS_MAX);
+            assert!(narrower, "{seconds} s: a narrower width would do");
+        }
+        assert_eq!(bucket_width(SimDuration::from_secs(60)), SimDuration::from_millis(100));
+        assert_eq!(bucket_width(SimDuration::from_secs(70)), SimDuration::from_millis(200));
+    }
+
+    #[test]
+    fn a_bucket_holds_its_end_and_not_its_start() {
+        // Goal: buckets are (start, end]; time zero is in the first and
+        // times past the end are in the last.
+        let width = SimDuration::from_millis(100);
+        let at = |ms: u64| bucket_of(SimTime::ZERO + SimDuration::from_millis(ms), width, 10);
+        assert_eq!(at(0), 0);
+        assert_eq!(at(100), 0);
+        assert_eq!(bucket_of(SimTime::from_nanos(100_000_001), width, 10), 1);
+        assert_eq!(at(1_000), 9);
+        assert_eq!(at(5_000), 9);
+    }
+
+    #[test]
+    fn breaker_spans_cover_the_run_in_order() {
+        // Goal: spans start closed, follow the transitions, and tile 0..end.
+        let change =
+            |at_s: f64, from: BreakerPhase, to: BreakerPhase| BreakerTransition { at_s, from, to };
+        let breaker = BreakerTimeline {
+            transitions: vec![
+                change(2.0, BreakerPhase::Closed, BreakerPhase::Open),
+                change(5.0, BreakerPhase::Open, BreakerPhase::HalfOpen),
+                change(5.5, BreakerPhase::HalfOpen, BreakerPhase::Closed),
+            ],
+            counts: Vec::new(),
+        };
+        let spans = breaker.spans(10.0);
+        assert_eq!(
+            spans,
+            vec![
+                (0.0, 2.0, BreakerPhase::Closed),
+                (2.0, 5.0, BreakerPhase::Open),
+                (5.0, 5.5, BreakerPhase::HalfOpen),
+                (5.5, 10.0, BreakerPhase::Closed),
+            ]
+        );
+        assert_eq!(breaker.state_at(1.9), BreakerPhase::Closed);
+        assert_eq!(breaker.state_at(2.0), BreakerPhase::Open);
+        assert_eq!(breaker.state_at(5.2), BreakerPhase::HalfOpen);
+    }
+}
