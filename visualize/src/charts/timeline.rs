@@ -215,6 +215,8 @@ enum Mark {
     Fill(RGBAColor),
     /// A short thick line (series).
     Line(RGBColor),
+    /// A short vertical tick (faults that fired).
+    Tick,
     /// Text only.
     None,
 }
@@ -229,6 +231,9 @@ fn legend_entries(kind: TimelineKind, timeline: &Timeline) -> Vec<LegendEntry> {
             label: format!("fault: {}", window.label),
             mark: Mark::Fill(color),
         });
+    }
+    if timeline.faults_fired.iter().any(|fired| fired.applied) {
+        entries.push(LegendEntry { label: "fault fired".to_string(), mark: Mark::Tick });
     }
     if kind == TimelineKind::Breaker && timeline.breaker.is_some() {
         for state in [BreakerPhase::Closed, BreakerPhase::Open, BreakerPhase::HalfOpen] {
@@ -298,6 +303,9 @@ fn legend_rows<DB: DrawingBackend>(
                     vec![(x, y + 6), (x + 16, y + 6)],
                     color.stroke_width(3),
                 ))?;
+            }
+            Mark::Tick => {
+                panel.draw(&Rectangle::new([(x + 7, y), (x + 9, y + 12)], BLACK.filled()))?;
             }
             Mark::None => {}
         }
@@ -569,6 +577,20 @@ where
                 (x + 4, top + 15 * (index as i32 % 3)),
                 (FONT, LABEL_SIZE).into_font().color(&NOTE),
             ))?;
+        }
+    }
+
+    // Faults as the engine fired them (a crash, its restart, each link
+    // degraded): short ticks on the time axis.
+    {
+        let plot = chart.plotting_area();
+        let base = plot.get_base_pixel();
+        let (_, height) = plot.dim_in_pixel();
+        let pixels = plot.strip_coord_spec();
+        for fired in timeline.faults_fired.iter().filter(|fired| fired.applied) {
+            let x = plot.map_coordinate(&(fired.at_s.min(x_end), y_high)).0 - base.0;
+            let bottom = height as i32;
+            pixels.draw(&Rectangle::new([(x - 1, bottom - 9), (x + 1, bottom)], BLACK.filled()))?;
         }
     }
 
