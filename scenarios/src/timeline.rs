@@ -315,7 +315,9 @@ pub fn fault_label(action: &FaultAction) -> String {
 /// requests, faults and sampled gauges).
 pub fn build(scenario: &Scenario, observed: &Observations) -> Timeline {
     let gauges = &observed.gauges;
-    let end = observed.ended_at.max(SimTime::ZERO + scenario.duration);
+    // The run is driven to the end of its drain even when it goes quiet
+    // before (the engine's clock then stops at the last event).
+    let end = observed.ended_at.max(SimTime::ZERO + scenario.duration + scenario.drain);
     let width = if gauges.bucket > SimDuration::ZERO {
         gauges.bucket
     } else {
