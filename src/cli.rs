@@ -34,6 +34,8 @@ pub enum Command {
     Trace(TraceCommand),
     /// Run a scenario at several values of a field and fit Amdahl and USL to throughput.
     Sweep(SweepArgs),
+    /// Draw a chart of saved runs over simulated time (PNG or SVG).
+    Plot(PlotArgs),
 }
 
 /// Interarrival-time distribution of the customer source.
@@ -149,6 +151,11 @@ pub struct RunArgs {
     /// Write the trace as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<std::path::PathBuf>,
+    /// Write every chart over simulated time into this directory (created
+    /// if missing), as PNG: DIR/SCENARIO-ARCH-CHART.png for one
+    /// architecture, DIR/SCENARIO-CHART.png (a panel each) for several.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +172,10 @@ pub struct CompareArgs {
     /// Print a JSON array of reports, one per architecture.
     #[arg(long)]
     pub json: bool,
+    /// Write every chart over simulated time into this directory (created
+    /// if missing), as PNG: DIR/SCENARIO-CHART.png.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +262,41 @@ pub struct TraceExportArgs {
     /// Keep only the causal history of this order id.
     #[arg(long, value_name = "ID")]
     pub order: Option<u64>,
+}
+
+/// A chart of a run over simulated time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChartArg {
+    /// Completed orders per second, with failures and timeouts.
+    Throughput,
+    /// Latency percentiles (p50, p95, p99) of answered requests.
+    Latency,
+    /// Queue lengths (cores, pools, mailboxes).
+    Queues,
+    /// The circuit breaker's state as a band, with calls made and failed fast.
+    Breaker,
+    /// The read model's lag.
+    Lag,
+    /// Completed and cancelled orders, and compensations.
+    Sagas,
+    /// Every chart above; --out is then a directory.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Files written by `rlab run --out`; several runs of one scenario
+    /// (one per architecture) are drawn as panels sharing their axes.
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<std::path::PathBuf>,
+    /// Which chart.
+    #[arg(long, value_enum)]
+    pub chart: ChartArg,
+    /// The file to write; its extension (.png or .svg) picks the format.
+    /// With --chart all, a directory (created if missing) that gets one
+    /// PNG per chart.
+    #[arg(long, value_name = "FILE")]
+    pub out: std::path::PathBuf,
 }
 
 /// Prints a clap error as one line (help and version go to stdout whole)

@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod compare;
+mod plot;
 mod queue;
 mod replay;
 mod run;
@@ -27,5 +28,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(&args),
         Command::Trace(command) => trace::run(command),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Plot(args) => plot::run(&args),
     }
 }

@@ -1,5 +1,6 @@
 //! Workspace-level tests: one binary (ripgrep style), one module per area.
 mod bench;
+mod charts;
 mod cli_run;
 mod determinism;
 mod library;

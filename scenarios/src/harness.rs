@@ -6,6 +6,7 @@
 use crate::domain::OrderId;
 use crate::parts::{Clients, ClientsConfig, Edge, GatewayMsg, PaymentGateway, Request};
 use crate::scenario::{Arrivals, FaultAction, Scenario};
+use crate::timeline::{GaugeRecord, GaugeSet, Sampler};
 use crate::workload::{OrderSource, open_arrivals};
 use sim::kit::Carry;
 use sim::{
@@ -181,16 +182,48 @@ pub fn fault_schedule(scenario: &Scenario, roles: &Roles) -> (FaultSchedule, Vec
 /// Runs the world to the end of the scenario (arrivals plus drain),
 /// reporting progress about a hundred times along the way.
 pub fn drive<M: sim::Message>(sim: &mut Sim<M>, scenario: &Scenario, hooks: &mut Hooks<'_>) {
+    drive_sampled(sim, scenario, hooks, &GaugeSet::none());
+}
+
+/// Like [`drive`], and samples `gauges` at the end of every timeline
+/// bucket (see [`crate::timeline`]). Sampling only reads views, and
+/// stopping the engine at more instants changes no event, so the run and
+/// its trace hash are the same as with [`drive`].
+pub fn drive_sampled<M: sim::Message>(
+    sim: &mut Sim<M>,
+    scenario: &Scenario,
+    hooks: &mut Hooks<'_>,
+    gauges: &GaugeSet<'_, M>,
+) -> GaugeRecord {
     let end = SimTime::ZERO + scenario.duration + scenario.drain;
+    let end_ns = end.as_nanos();
     let slices = 100u64;
-    let step = (end.as_nanos() / slices).max(1);
+    let step = (end_ns / slices).max(1);
+    let bucket = crate::timeline::bucket_width(scenario.duration + scenario.drain);
+    let mut sampler = Sampler::new(gauges, bucket);
+    // The progress slices stay where they always were (the checkpoints of
+    // a saved run are compared at those instants); the samples fall in
+    // between.
+    let mut next_slice = step.min(end_ns);
+    let mut next_sample = bucket.as_nanos().min(end_ns);
     let mut reached = 0u64;
-    while reached < end.as_nanos() {
-        reached = (reached + step).min(end.as_nanos());
+    while reached < end_ns {
+        reached = next_slice.min(next_sample);
         sim.run_until(SimTime::from_nanos(reached));
-        if let Some(progress) = hooks.progress.as_mut() {
-            let events = sim.stats().events;
-            progress(Progress { now: sim.now(), end, events, trace_hash: sim.trace_hash() });
+        if reached == next_sample {
+            sampler.sample(sim, gauges);
+            next_sample = if next_sample == end_ns {
+                u64::MAX
+            } else {
+                (next_sample + bucket.as_nanos()).min(end_ns)
+            };
+        }
+        if reached == next_slice {
+            if let Some(progress) = hooks.progress.as_mut() {
+                let events = sim.stats().events;
+                progress(Progress { now: sim.now(), end, events, trace_hash: sim.trace_hash() });
+            }
+            next_slice = (next_slice + step).min(end_ns);
         }
     }
     // Hand the trace sink back to the caller, who flushes it and reports
@@ -198,6 +231,7 @@ pub fn drive<M: sim::Message>(sim: &mut Sim<M>, scenario: &Scenario, hooks: &mut
     if let Some(sink) = sim.take_trace_sink() {
         hooks.trace = Some(sink);
     }
+    sampler.finish()
 }
 
 /// The customers' requests and the values of their orders.

@@ -21,4 +21,5 @@ pub mod run;
 pub mod scenario;
 pub mod stats;
 pub mod sweep;
+pub mod timeline;
 pub mod workload;

@@ -6,6 +6,7 @@
 use crate::domain::{OrderId, OrderStatus, Payments, StockCount};
 use crate::parts::Request;
 use crate::scenario::Architecture;
+use crate::timeline::GaugeRecord;
 use serde::Serialize;
 use sim::kit::replication::AcceptedAppend;
 use sim::{EngineStats, FiredFault, SimTime, TraceHash};
@@ -58,6 +59,8 @@ pub struct Observations {
     pub faults_fired: Vec<FiredFault>,
     /// Faults of the scenario this architecture has no node for.
     pub faults_not_applicable: Vec<String>,
+    /// Gauges sampled during the run, for its timeline.
+    pub gauges: GaugeRecord,
 }
 
 /// A short description of a fired fault for reports.

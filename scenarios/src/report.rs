@@ -6,6 +6,7 @@ use crate::invariants::{self, Verdict};
 use crate::observe::{FaultReport, Observations};
 use crate::parts::{Answer, RequestOutcome};
 use crate::scenario::{Architecture, Scenario};
+use crate::timeline::{self, Timeline};
 use serde::Serialize;
 
 /// Latency percentiles of answered requests, in milliseconds.
@@ -100,6 +101,11 @@ pub struct Outcome {
     pub as_expected: bool,
     /// Why not, one line per reason.
     pub mismatches: Vec<String>,
+    /// The run over simulated time, for charts. Not part of the JSON
+    /// report (whose schema is stable); `rlab run --out` saves it beside
+    /// the report.
+    #[serde(skip)]
+    pub timeline: Timeline,
 }
 
 /// Builds the report of a run from what its architecture observed.
@@ -180,6 +186,7 @@ pub fn outcome(scenario: &Scenario, observed: &Observations) -> Outcome {
         expectations: Vec::new(),
         as_expected: true,
         mismatches: Vec::new(),
+        timeline: timeline::build(scenario, observed),
     };
     judge(scenario, &mut report);
     report

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use scenarios::harness::Progress;
 use scenarios::report::Outcome;
 use scenarios::scenario::{Architecture, Scenario};
+use scenarios::timeline::Timeline;
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -142,6 +143,10 @@ pub struct SavedRun {
     pub checkpoints: Vec<Checkpoint>,
     /// The outcome report.
     pub outcome: serde_json::Value,
+    /// The run over simulated time, for `rlab plot` (absent in files
+    /// written before charts existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
 }
 
 /// The saved-run format version written now.
@@ -165,5 +170,6 @@ pub fn saved_run(
         trace_hash: outcome.trace_hash.clone(),
         checkpoints,
         outcome: serde_json::to_value(outcome).expect("outcomes serialise"),
+        timeline: Some(outcome.timeline.clone()),
     }
 }

@@ -12,11 +12,17 @@ use std::process::ExitCode;
 
 pub fn run(args: &CompareArgs) -> Result<ExitCode> {
     let (scenario, _) = common::load_scenario(&args.scenario, &args.set)?;
+    if let Some(dir) = &args.plots {
+        super::plot::prepare_directory("--plots", dir)?;
+    }
     let seed = args.seed.unwrap_or(scenario.seed);
     if !args.json {
         eprintln!("seed={seed}");
     }
     let outcomes = run_all(&scenario, seed);
+    if let Some(dir) = &args.plots {
+        super::run::write_plots(dir, &outcomes)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {

@@ -1,6 +1,7 @@
 //! `rlab run`: one scenario, one or more architectures, one report each.
 
 use super::common::{self, Bar, Checkpoint};
+use super::plot;
 use super::table;
 use crate::cli::RunArgs;
 use anyhow::{Context, Result, bail};
@@ -26,6 +27,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 bail!("{flag} {}: its directory does not exist", path.display());
             }
         }
+    }
+    if let Some(dir) = &args.plots {
+        plot::prepare_directory("--plots", dir)?;
     }
     let seed = args.seed.unwrap_or(scenario.seed);
     if !args.json {
@@ -71,6 +75,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
         outcomes.push(outcome);
     }
+    if let Some(dir) = &args.plots {
+        write_plots(dir, &outcomes)?;
+    }
     if args.json {
         let value = if outcomes.len() == 1 {
             serde_json::to_value(&outcomes[0])
@@ -82,6 +89,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         print!("{}", table::render(&scenario, &outcomes, &args.scenario.display().to_string()));
     }
     Ok(exit_code(&outcomes))
+}
+
+/// Writes every chart of `outcomes` into `dir` (`--plots`), saying so on
+/// stderr.
+pub fn write_plots(dir: &std::path::Path, outcomes: &[Outcome]) -> Result<()> {
+    let timelines: Vec<_> = outcomes.iter().map(|outcome| outcome.timeline.clone()).collect();
+    for path in plot::write_all("--plots", dir, &timelines, &plot::stem(&timelines))? {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// 0 when every outcome is what the scenario expects, 1 otherwise.

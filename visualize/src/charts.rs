@@ -6,6 +6,9 @@
 
 pub mod canvas;
 pub mod scaling;
+pub mod style;
 pub mod timeline;
 
-pub use canvas::{Chart, ChartError, Format, render_svg_string, render_to_file};
+pub use canvas::{
+    Chart, ChartError, Format, render, render_png_bytes, render_svg_string, render_to_file,
+};

@@ -84,6 +84,7 @@ pub use service::{Peers, Service, ServiceConfig, ServiceKind, Stage};
 use crate::harness::{self, Hooks, Roles};
 use crate::observe::Observations;
 use crate::scenario::{Architecture, Scenario};
+use crate::timeline::{GaugeRecord, GaugeSet, QueueProbe};
 use sim::{EXTERNAL, Fault, NodeConfig, NodeId, ProcessId, ResourceConfig, ResourceId, Seed, Sim};
 use std::collections::BTreeMap;
 
@@ -102,8 +103,11 @@ pub const SERVICES: [ServiceKind; 4] =
 /// Runs the microlith on `scenario`.
 pub fn run(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> Observations {
     let mut world = MicrolithWorld::build(scenario, seed, hooks);
-    harness::drive(&mut world.sim, scenario, hooks);
-    world.observe()
+    let gauges = world.gauges();
+    let gauges = harness::drive_sampled(&mut world.sim, scenario, hooks, &gauges);
+    let mut observations = world.observe();
+    observations.gauges = gauges;
+    observations
 }
 
 /// One service as built: its process, node and pools.
@@ -361,6 +365,43 @@ impl MicrolithWorld {
             read_model_lag_ms: 0.0,
             faults_fired: self.sim.fired_faults().to_vec(),
             faults_not_applicable: self.not_applicable.clone(),
+            gauges: GaugeRecord::default(),
+        }
+    }
+
+    /// What the timeline samples: each service's cores, threads and
+    /// connections, each database's cores and sessions, and the
+    /// compensations counted (none in this architecture, which has no
+    /// saga, but counted the same way as elsewhere).
+    fn gauges<'a>(&self) -> GaugeSet<'a, MicrolithMsg> {
+        let mut queues = Vec::new();
+        for kind in SERVICES {
+            let parts = self.services[&kind];
+            let name = kind.name();
+            queues.push(QueueProbe::Cores { node: parts.node, name: format!("{name} cores") });
+            queues.push(QueueProbe::Pool {
+                resource: parts.threads,
+                name: format!("{name} threads"),
+            });
+            queues.push(QueueProbe::Pool {
+                resource: parts.connections,
+                name: format!("{name} connections"),
+            });
+        }
+        for database in &self.databases {
+            let name = self.sim.node(database.node).name;
+            queues.push(QueueProbe::Cores { node: database.node, name: format!("{name} cores") });
+            queues.push(QueueProbe::Pool {
+                resource: database.sessions,
+                name: format!("{name} sessions"),
+            });
+        }
+        GaugeSet {
+            queues,
+            compensations: Some(Box::new(|sim: &Sim<MicrolithMsg>| {
+                Some(sim.metrics().counter("microlith.compensations"))
+            })),
+            ..GaugeSet::none()
         }
     }
 }

@@ -106,6 +106,7 @@ use crate::domain::{Inventory, OrderId, OrderStatus, ProductId, Shipping};
 use crate::harness::{self, Hooks, Roles};
 use crate::observe::Observations;
 use crate::scenario::{Architecture, Scenario};
+use crate::timeline::{GaugeRecord, GaugeSet, QueueProbe, ReadModelProbe};
 use sim::kit::broker::{
     Broker, BrokerConfig, Producer, ProducerConfig, SessionConfig, TopicConfig,
 };
@@ -169,8 +170,11 @@ pub fn run(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> Observatio
     let clients = harness::add_clients(&mut sim, scenario, seed, world.front_door);
     let (schedule, not_applicable) = harness::fault_schedule(scenario, &roles);
     sim.schedule_faults(&schedule);
-    harness::drive(&mut sim, scenario, hooks);
-    observe(&sim, scenario, seed, &world, gateway, clients, not_applicable)
+    let gauges = gauges(&sim, &roles, &world);
+    let gauges = harness::drive_sampled(&mut sim, scenario, hooks, &gauges);
+    let mut observations = observe(&sim, scenario, seed, &world, gateway, clients, not_applicable);
+    observations.gauges = gauges;
+    observations
 }
 
 fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: ProcessId) -> World {
@@ -468,6 +472,7 @@ fn observe(
         read_model_lag_ms: lag_ms,
         faults_fired: sim.fired_faults().to_vec(),
         faults_not_applicable: not_applicable,
+        gauges: GaugeRecord::default(),
     }
 }
 
@@ -520,4 +525,35 @@ fn with_read_model<T>(sim: &Sim<Msg>, world: &World, f: impl FnOnce(&StatusView)
         .map(|(_, _, model)| model)
         .unwrap_or_default();
     f(&model)
+}
+
+/// What the timeline samples in the microsystem: every node's cores, the
+/// coordinator's and the front door's mailboxes, the compensations the
+/// coordinator counted, and the read model's lag.
+fn gauges<'a>(sim: &Sim<Msg>, roles: &Roles, world: &World) -> GaugeSet<'a, Msg> {
+    let mut nodes: Vec<NodeId> = roles.values().flatten().copied().collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let mut queues: Vec<QueueProbe<'a, Msg>> = nodes
+        .into_iter()
+        .map(|node| QueueProbe::Cores { node, name: format!("{} cores", sim.node(node).name) })
+        .collect();
+    queues
+        .push(QueueProbe::Mailbox { process: world.front_door, name: "front-door mailbox".into() });
+    queues.push(QueueProbe::Mailbox { process: world.coordinator, name: "saga mailbox".into() });
+    let projection = world.projection.0;
+    GaugeSet {
+        queues,
+        compensations: Some(Box::new(|sim: &Sim<Msg>| {
+            Some(sim.metrics().counter("microsystem.compensations"))
+        })),
+        read_model: Some(ReadModelProbe {
+            lag_ms_series: "projection.lag_ms".to_string(),
+            lag_events: Box::new(move |sim: &Sim<Msg>| {
+                let projection = sim.process_state::<Projection<StatusView>>(projection)?;
+                Some(projection.progress().lag_events() as f64)
+            }),
+        }),
+        ..GaugeSet::none()
+    }
 }

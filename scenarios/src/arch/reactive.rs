@@ -63,6 +63,7 @@ use crate::harness::{self, Hooks, Roles};
 use crate::observe::Observations;
 use crate::parts::{Edge, GatewayMsg};
 use crate::scenario::{Architecture, Scenario};
+use crate::timeline::{BreakerReading, GaugeRecord, GaugeSet, QueueProbe, Reader};
 use facts::{Fact, TOPICS};
 use inventory::{InventoryLogic, StockBook};
 use journal::{Ledgered, replay_storage};
@@ -265,9 +266,11 @@ pub fn run_detailed(scenario: &Scenario, seed: Seed, hooks: &mut Hooks<'_>) -> R
 
     let (schedule, not_applicable) = harness::fault_schedule(scenario, &roles);
     sim.schedule_faults(&schedule);
-    harness::drive(&mut sim, scenario, hooks);
+    let gauges = harness::drive_sampled(&mut sim, scenario, hooks, &gauges(scenario, &roles, &ids));
 
-    observe(&sim, scenario, &roles, &ids, not_applicable)
+    let mut run = observe(&sim, scenario, &roles, &ids, not_applicable);
+    run.observations.gauges = gauges;
+    run
 }
 
 /// The lesson-5 breaker of a scenario's settings.
@@ -379,6 +382,7 @@ fn observe(
         read_model_lag_ms: 0.0,
         faults_fired: sim.fired_faults().to_vec(),
         faults_not_applicable: not_applicable,
+        gauges: GaugeRecord::default(),
     };
     ReactiveRun {
         observations,
@@ -387,5 +391,84 @@ fn observe(
             .map(|logic| logic.breaker_changes.clone())
             .unwrap_or_default(),
         orders_edge,
+    }
+}
+
+/// What the timeline samples in the reactive microlith: each service
+/// node's cores and each service's intake (its three lanes together), the
+/// compensations recorded in the services' books, and the breaker with
+/// the gateway calls it let through or failed fast.
+fn gauges<'a>(scenario: &Scenario, roles: &Roles, ids: &Ids) -> GaugeSet<'a, ReactiveMsg> {
+    fn intake<L: Logic>(sim: &Sim<ReactiveMsg>, process: ProcessId) -> Option<f64> {
+        let service = sim.process_state::<Service<L>>(process)?;
+        let held = [Lane::Reply, Lane::Record, Lane::Edge]
+            .iter()
+            .map(|lane| {
+                let stats = service.shell.lane_stats(*lane);
+                stats.offered.saturating_sub(stats.taken + stats.dropped + stats.rejected)
+            })
+            .sum::<u64>();
+        Some(held as f64)
+    }
+    let mut queues = Vec::new();
+    for role in ["broker", "orders", "inventory", "payments", "shipping"] {
+        for node in roles.get(role).into_iter().flatten() {
+            queues.push(QueueProbe::Cores { node: *node, name: format!("{role} cores") });
+        }
+    }
+    let (orders, inventory, payments, shipping) =
+        (ids.orders, ids.inventory, ids.payments, ids.shipping);
+    let readers: [(&str, Reader<'a, ReactiveMsg, f64>); 4] = [
+        ("orders", Box::new(move |sim| intake::<OrdersLogic>(sim, orders))),
+        ("inventory", Box::new(move |sim| intake::<InventoryLogic>(sim, inventory))),
+        ("payments", Box::new(move |sim| intake::<PaymentsLogic>(sim, payments))),
+        ("shipping", Box::new(move |sim| intake::<ShippingLogic>(sim, shipping))),
+    ];
+    for (name, read) in readers {
+        queues.push(QueueProbe::Read { name: format!("{name} intake"), read });
+    }
+    let compensations = Box::new(move |sim: &Sim<ReactiveMsg>| {
+        let started = |process| sim.process_state::<Service<InventoryLogic>>(process);
+        let released = started(inventory)?.shell.started_state()?.book.released;
+        let refunds = sim
+            .process_state::<Service<PaymentsLogic>>(payments)?
+            .shell
+            .started_state()?
+            .book
+            .refunds;
+        let cancelled = sim
+            .process_state::<Service<OrdersLogic>>(orders)?
+            .shell
+            .started_state()?
+            .book
+            .cancelled;
+        Some(released + refunds + cancelled)
+    });
+    let payments_node = roles.get("payments").and_then(|nodes| nodes.first().copied());
+    let breaker = (scenario.reactive.breaker_enabled && payments_node.is_some()).then(|| {
+        let node = payments_node.expect("checked above");
+        Box::new(move |sim: &Sim<ReactiveMsg>| {
+            let logic = &sim.process_state::<Service<PaymentsLogic>>(payments)?.logic;
+            Some(BreakerReading {
+                incarnation: sim.process(payments).incarnation,
+                state: logic.breaker_state()?,
+                changes: logic
+                    .breaker_changes
+                    .iter()
+                    .map(|change| (change.at, change.from, change.to))
+                    .collect(),
+                clock_now: sim.node(node).clock,
+            })
+        }) as Reader<'a, ReactiveMsg, BreakerReading>
+    });
+    GaugeSet {
+        queues,
+        compensations: Some(compensations),
+        breaker,
+        breaker_counters: vec![
+            ("gateway calls".to_string(), "payments.gateway_charges".to_string()),
+            ("failed fast".to_string(), "payments.fail_fast".to_string()),
+        ],
+        read_model: None,
     }
 }

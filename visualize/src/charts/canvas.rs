@@ -1,6 +1,7 @@
 //! Where charts are drawn: the file format chosen by extension, written
 //! atomically by the caller, and the backend-independent [`Chart`] trait.
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fmt;
@@ -58,6 +59,7 @@ impl Format {
 
 /// Draws `chart` as an SVG document held in memory.
 pub fn render_svg_string(chart: &impl Chart, size: (u32, u32)) -> Result<String, ChartError> {
+    super::style::register_fonts();
     let mut svg = String::new();
     {
         let area = SVGBackend::with_string(&mut svg, size).into_drawing_area();
@@ -67,20 +69,36 @@ pub fn render_svg_string(chart: &impl Chart, size: (u32, u32)) -> Result<String,
     Ok(svg)
 }
 
-/// Draws `chart` into `path`, in the format its extension names. The
-/// caller writes to a temporary path and renames, so a failed draw leaves
-/// no half-written file.
-pub fn render_to_file(chart: &impl Chart, path: &Path, size: (u32, u32)) -> Result<(), ChartError> {
-    match Format::from_path(path)? {
-        Format::Svg => {
-            let svg = render_svg_string(chart, size)?;
-            std::fs::write(path, svg)
-                .map_err(|error| ChartError(format!("{}: {error}", path.display())))
-        }
-        // PNG output comes with the bitmap backend (charts issue, part 2).
-        Format::Png => Err(ChartError(format!(
-            "{}: PNG output is not available yet; use .svg",
-            path.display()
-        ))),
+/// Draws `chart` as a PNG image held in memory.
+pub fn render_png_bytes(chart: &impl Chart, size: (u32, u32)) -> Result<Vec<u8>, ChartError> {
+    super::style::register_fonts();
+    let (width, height) = size;
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
+    {
+        let area = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        chart.draw(&area)?;
+        area.present()?;
     }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, width, height, image::ColorType::Rgb8)
+        .map_err(|error| ChartError(format!("cannot encode the PNG image: {error}")))?;
+    Ok(png)
+}
+
+/// Draws `chart` in `format`, as the bytes of the file.
+pub fn render(chart: &impl Chart, format: Format, size: (u32, u32)) -> Result<Vec<u8>, ChartError> {
+    match format {
+        Format::Svg => render_svg_string(chart, size).map(String::into_bytes),
+        Format::Png => render_png_bytes(chart, size),
+    }
+}
+
+/// Draws `chart` into `path`, in the format its extension names. The
+/// drawing is done in memory first, so a failed draw leaves no file;
+/// callers that must never leave half a file behind write the bytes of
+/// [`render`] to a temporary file and rename it.
+pub fn render_to_file(chart: &impl Chart, path: &Path, size: (u32, u32)) -> Result<(), ChartError> {
+    let bytes = render(chart, Format::from_path(path)?, size)?;
+    std::fs::write(path, bytes).map_err(|error| ChartError(format!("{}: {error}", path.display())))
 }
