@@ -201,8 +201,8 @@ fn pinned_trace_hashes() {
         })
         .collect();
     insta::assert_snapshot!(summary.join("\n"), @r"
-    seed 1: 8b7f9a8eb805bc59 (26030 events, 12 faults fired)
-    seed 2: 577a9add1251dbee (24753 events, 6 faults fired)
-    seed 3: c6b148cde227d9d6 (25862 events, 6 faults fired)
+    seed 1: 8b7f9a8eb805bc59 (23053 events, 12 faults fired)
+    seed 2: 577a9add1251dbee (21777 events, 6 faults fired)
+    seed 3: c6b148cde227d9d6 (22803 events, 6 faults fired)
     ");
 }

@@ -27,6 +27,9 @@ const ARITY: usize = 4;
 #[derive(Debug)]
 pub struct EventQueue<E> {
     heap: Vec<Key>,
+    /// Where each slot's key is in `heap` (meaningful while the slot is
+    /// taken), so an event can be taken out before its time.
+    position: Vec<u32>,
     slab: Vec<Option<E>>,
     free: Vec<u32>,
     next_seq: u64,
@@ -55,15 +58,17 @@ impl<E> EventQueue<E> {
     pub fn with_capacity(capacity: usize) -> EventQueue<E> {
         EventQueue {
             heap: Vec::with_capacity(capacity),
+            position: Vec::with_capacity(capacity),
             slab: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             next_seq: 0,
         }
     }
 
-    /// Schedules `event` at `time`; returns its sequence number.
+    /// Schedules `event` at `time`; returns the slot that names it for
+    /// [`EventQueue::remove`] until it is popped or removed.
     #[inline]
-    pub fn push(&mut self, time: SimTime, event: E) -> u64 {
+    pub fn push(&mut self, time: SimTime, event: E) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 debug_assert!(self.slab[slot as usize].is_none());
@@ -74,44 +79,47 @@ impl<E> EventQueue<E> {
                 assert!(self.slab.len() < SLOTS_MAX, "more than 2^24 events pending at once");
                 let slot = self.slab.len() as u32;
                 self.slab.push(Some(event));
+                self.position.push(0);
                 slot
             }
         };
         let seq = self.next_seq;
         assert!(seq < 1 << (64 - SLOT_BITS), "more than 2^40 events scheduled in one run");
         self.next_seq += 1;
-        self.sift_up(Key { time, order: seq << SLOT_BITS | u64::from(slot) });
-        seq
+        let hole = self.heap.len();
+        self.heap.push(Key { time, order: seq << SLOT_BITS | u64::from(slot) });
+        self.sift_up(hole);
+        slot
     }
 
-    /// Adds `key` at the bottom and moves it up to its place.
+    /// Puts `key` at `index` and notes where its slot now is.
     #[inline]
-    fn sift_up(&mut self, key: Key) {
-        let mut hole = self.heap.len();
-        self.heap.push(key);
+    fn place(&mut self, index: usize, key: Key) {
+        self.heap[index] = key;
+        self.position[key.slot() as usize] = index as u32;
+    }
+
+    /// Moves the key at `hole` up to its place.
+    #[inline]
+    fn sift_up(&mut self, mut hole: usize) {
+        let key = self.heap[hole];
         while hole > 0 {
             let parent = (hole - 1) / ARITY;
             if key < self.heap[parent] {
-                self.heap[hole] = self.heap[parent];
+                self.place(hole, self.heap[parent]);
                 hole = parent;
             } else {
                 break;
             }
         }
-        self.heap[hole] = key;
+        self.place(hole, key);
     }
 
-    /// Removes the root, refilling the hole with the last key moved down to
-    /// its place.
+    /// Moves the key at `hole` down to its place.
     #[inline]
-    fn pop_root(&mut self) -> Option<Key> {
-        let last = self.heap.pop()?;
+    fn sift_down(&mut self, mut hole: usize) {
+        let key = self.heap[hole];
         let len = self.heap.len();
-        if len == 0 {
-            return Some(last);
-        }
-        let root = self.heap[0];
-        let mut hole = 0;
         loop {
             let first = hole * ARITY + 1;
             if first >= len {
@@ -124,26 +132,63 @@ impl<E> EventQueue<E> {
                     smallest = child;
                 }
             }
-            if self.heap[smallest] < last {
-                self.heap[hole] = self.heap[smallest];
+            if self.heap[smallest] < key {
+                self.place(hole, self.heap[smallest]);
                 hole = smallest;
             } else {
                 break;
             }
         }
-        self.heap[hole] = last;
-        Some(root)
+        self.place(hole, key);
+    }
+
+    /// Takes the key at `index` out of the heap, filling the hole with the
+    /// last key.
+    #[inline]
+    fn take_at(&mut self, index: usize) -> Key {
+        let last = self.heap.pop().expect("the heap holds the key being taken");
+        if index == self.heap.len() {
+            return last;
+        }
+        let taken = self.heap[index];
+        self.heap[index] = last;
+        // The moved key may belong above or below its new place.
+        if index > 0 && last < self.heap[(index - 1) / ARITY] {
+            self.sift_up(index);
+        } else {
+            self.sift_down(index);
+        }
+        taken
+    }
+
+    /// Frees the slot of a key taken out of the heap and returns its event.
+    #[inline]
+    fn release(&mut self, key: Key) -> E {
+        let slot = key.slot();
+        let event =
+            self.slab[slot as usize].take().expect("queue slot holds its event until popped");
+        self.free.push(slot);
+        event
     }
 
     /// Removes and returns the earliest event.
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let key = self.pop_root()?;
-        let slot = key.slot();
-        let event =
-            self.slab[slot as usize].take().expect("queue slot holds its event until popped");
-        self.free.push(slot);
-        Some((key.time, event))
+        if self.heap.is_empty() {
+            return None;
+        }
+        let key = self.take_at(0);
+        Some((key.time, self.release(key)))
+    }
+
+    /// Takes the event in `slot` out of the queue before its time (a
+    /// cancelled timer), so it neither fires nor weighs on the heap; `None`
+    /// if the slot holds nothing pending.
+    pub fn remove(&mut self, slot: u32) -> Option<E> {
+        self.slab.get(slot as usize)?.as_ref()?;
+        let key = self.take_at(self.position[slot as usize] as usize);
+        debug_assert_eq!(key.slot(), slot);
+        Some(self.release(key))
     }
 
     /// The time of the earliest event, if any.
@@ -180,24 +225,38 @@ mod tests {
     proptest! {
         /// The queue pops exactly what a naive stable sort by time would:
         /// earliest first, and same-time events in insertion order, even when
-        /// pops interleave with pushes (slots get recycled).
+        /// pops and removals interleave with pushes (slots get recycled), and
+        /// a removed event is gone and is the one asked for.
         #[test]
-        fn matches_a_stable_sort(ops in prop::collection::vec((0u64..20, any::<bool>()), 1..300)) {
+        fn matches_a_stable_sort(
+            ops in prop::collection::vec((0u64..20, 0u8..3, any::<prop::sample::Index>()), 1..300)
+        ) {
             let mut queue = EventQueue::with_capacity(4);
-            let mut model: Vec<(u64, usize)> = Vec::new();
-            for (label, (time, pop)) in ops.into_iter().enumerate() {
-                if pop {
-                    let expected = if model.is_empty() {
-                        None
-                    } else {
-                        let earliest = (0..model.len()).min_by_key(|&i| (model[i].0, i)).unwrap();
-                        Some(model.remove(earliest))
-                    };
-                    let actual = queue.pop().map(|(t, l): (SimTime, usize)| (t.as_nanos(), l));
-                    prop_assert_eq!(actual, expected);
-                } else {
-                    queue.push(SimTime::from_nanos(time), label);
-                    model.push((time, label));
+            // (time, label, slot), in insertion order.
+            let mut model: Vec<(u64, usize, u32)> = Vec::new();
+            for (label, (time, op, pick)) in ops.into_iter().enumerate() {
+                match op {
+                    0 => {
+                        let expected = if model.is_empty() {
+                            None
+                        } else {
+                            let earliest =
+                                (0..model.len()).min_by_key(|&i| (model[i].0, i)).unwrap();
+                            let (time, label, _) = model.remove(earliest);
+                            Some((time, label))
+                        };
+                        let actual = queue.pop().map(|(t, l): (SimTime, usize)| (t.as_nanos(), l));
+                        prop_assert_eq!(actual, expected);
+                    }
+                    1 if !model.is_empty() => {
+                        let (_, label, slot) = model.remove(pick.index(model.len()));
+                        prop_assert_eq!(queue.remove(slot), Some(label));
+                        prop_assert_eq!(queue.remove(slot), None, "a removed slot holds nothing");
+                    }
+                    _ => {
+                        let slot = queue.push(SimTime::from_nanos(time), label);
+                        model.push((time, label, slot));
+                    }
                 }
             }
             prop_assert_eq!(queue.len(), model.len());

@@ -5,7 +5,9 @@
 //! apply it (which may run one process handler, which may schedule more
 //! events). Events made stale by a crash or a reschedule carry an old
 //! incarnation or schedule key and are discarded when popped, which is
-//! cheaper than finding and removing them.
+//! cheaper than finding and removing them. Cancelled timers are the
+//! exception: so common (a timeout per request, cancelled by its answer)
+//! that they leave the queue at once, keeping the heap shallow.
 
 use crate::clock::{Clock, ClockConfig, LocalTime};
 use crate::dist::Dist;
@@ -114,7 +116,8 @@ pub enum RunOutcome {
 /// Counters of what the engine did, for reports and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EngineStats {
-    /// Events popped from the queue, stale ones included.
+    /// Events popped from the queue, stale ones included (a cancelled
+    /// timer is not one: it leaves the queue when cancelled).
     pub events: u64,
     /// Messages sent (duplicates not included).
     pub messages_sent: u64,
@@ -285,6 +288,9 @@ struct TimerSlot {
     generation: u32,
     /// The key of the one queue event that is current for this timer.
     schedule_key: u64,
+    /// The queue slot of that event, to take it out when the timer is
+    /// cancelled.
+    queued: u32,
     active: bool,
 }
 
@@ -1488,18 +1494,29 @@ impl<M: Message> Core<M> {
                     tag,
                     generation: 0,
                     schedule_key,
+                    queued: 0,
                     active: true,
                 });
                 (self.timers.len() - 1) as u32
             }
         };
-        self.queue.push(fire_at, Event::Timer { slot, schedule_key });
+        self.timers[slot as usize].queued =
+            self.queue.push(fire_at, Event::Timer { slot, schedule_key });
         TimerId { slot, generation: self.timers[slot as usize].generation }
     }
 
     pub(crate) fn cancel_timer(&mut self, timer: TimerId) -> bool {
         match self.timers.get(timer.slot as usize) {
             Some(slot) if slot.active && slot.generation == timer.generation => {
+                // A cancelled timer leaves the queue at once: a customer's
+                // timeout is cancelled by almost every answer, and thousands
+                // of dead timers would otherwise deepen the heap every
+                // other event goes through.
+                let removed = self.queue.remove(slot.queued);
+                debug_assert!(
+                    matches!(removed, Some(Event::Timer { slot: s, .. }) if s == timer.slot),
+                    "an active timer's queue slot holds its event"
+                );
                 self.free_timer(timer.slot);
                 true
             }
@@ -1528,7 +1545,10 @@ impl<M: Message> Core<M> {
             let fire_at = self.nodes[node.index()].clock.when_reads(timer.deadline, now);
             let schedule_key = self.schedule_key();
             self.timers[slot].schedule_key = schedule_key;
-            self.queue.push(fire_at, Event::Timer { slot: slot as u32, schedule_key });
+            // The old event stays queued and is skipped when it pops (its
+            // key is no longer current); cancelling takes out the new one.
+            self.timers[slot].queued =
+                self.queue.push(fire_at, Event::Timer { slot: slot as u32, schedule_key });
             moved += 1;
         }
         moved
