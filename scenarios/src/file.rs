@@ -52,7 +52,8 @@ mod tree;
 
 use crate::scenario::{
     Architecture, Arrivals, BreakerSettings, Comparison, Expectation, FaultAction, FaultSpec,
-    Gateway, Microlith, Microsystem, Network, RateChange, Reactive, Scenario, Workload,
+    Gateway, Microlith, Microsystem, Network, RateChange, Reactive, Scaling, Scenario, Topology,
+    Workload,
 };
 use read::{
     Errors, Fields, Unit, array, boolean, choice, count, count64, dist, duration, names, number,
@@ -279,6 +280,10 @@ fn scenario(errors: &mut Errors, root: &tree::Table) -> Scenario {
     reactive(errors, node, &mut scenario.reactive);
     let node = fields.take("microsystem");
     microsystem(errors, node, &mut scenario.microsystem);
+    let node = fields.take("topology");
+    topology(errors, node, &mut scenario.topology);
+    let node = fields.take("scaling");
+    scaling(errors, node, &mut scenario.scaling);
     let horizon = scenario.duration.saturating_add(scenario.drain);
     if let Some(faults) =
         fields.get(errors, "faults", |errors, path, node| faults(errors, path, node, horizon))
@@ -640,6 +645,34 @@ fn microsystem(errors: &mut Errors, node: Option<&Node>, out: &mut Microsystem) 
     }
     if let Some(cores) = fields.get(errors, "cores", count(1, NODES_MAX)) {
         out.cores = cores;
+    }
+    fields.finish(errors);
+}
+
+/// `[topology]`: the scale-out number every architecture interprets (see
+/// [`Topology`]).
+fn topology(errors: &mut Errors, node: Option<&Node>, out: &mut Topology) {
+    let mut fields = Fields::of(errors, "topology", node, "a table ([topology])");
+    if let Some(nodes) = fields.get(errors, "nodes", count(1, NODES_MAX)) {
+        out.nodes = Some(nodes);
+    }
+    fields.finish(errors);
+}
+
+/// `[scaling]`: the contention and coherency knobs (see [`Scaling`]).
+/// Coherency is a broadcast made while holding the lock, so it needs one.
+fn scaling(errors: &mut Errors, node: Option<&Node>, out: &mut Scaling) {
+    let mut fields = Fields::of(errors, "scaling", node, "a table ([scaling])");
+    if let Some(serial) = fields.get(errors, "serial", dist) {
+        out.serial = Some(serial);
+    }
+    if let Some(invalidation) = fields.get(errors, "invalidation", dist) {
+        out.invalidation = Some(invalidation);
+    }
+    if out.invalidation.is_some() && out.serial.is_none() {
+        let message = "expected scaling.serial as well: invalidations are broadcast while \
+                       holding the serialised section's lock";
+        errors.push(fields.origin_of("invalidation"), "scaling.invalidation", None, message);
     }
     fields.finish(errors);
 }

@@ -89,6 +89,7 @@
 
 mod codec;
 mod front;
+mod lock;
 mod message;
 mod orders;
 mod read_model;
@@ -96,6 +97,7 @@ mod saga;
 mod services;
 
 pub use front::{FrontDoor, Processing, ProcessingConfig};
+pub use lock::{SerialSection, SerialSectionConfig};
 pub use message::{Internal, Msg, Task};
 pub use orders::{OrdersReplica, OrdersShard, ShardEvent};
 pub use read_model::{StatusBatch, StatusView};
@@ -327,6 +329,8 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         FrontDoor::new(registry, Balancer::new(strategy), FRONT_DOOR_WAITING_MAX, detection);
     let front_door = sim.spawn(edge, "front-door", move || front_door_value.clone());
     supervised.entry(edge).or_default().extend([registry, front_door]);
+    let instances = scenario.topology.nodes.unwrap_or(settings.instances).max(1);
+    let serial_section = add_serial_section(sim, scenario, roles, instances);
     let processing_config = ProcessingConfig {
         coordinator,
         catalogue_size: scenario.workload.products,
@@ -335,8 +339,10 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         give_up: settings.step_timeout,
         in_flight_max: PROCESSING_IN_FLIGHT_MAX,
         sweep_interval: SWEEP_INTERVAL,
+        serial_section,
     };
-    for index in 0..settings.instances.max(1) {
+    let first_instance = ProcessId(sim.process_count() as u32);
+    for index in 0..instances {
         let node = add_node(sim, format!("processing-{index}"));
         role(roles, "processing", node);
         let registration = Registration::new(
@@ -348,6 +354,7 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         .expect("a valid registration");
         let value = Processing::new(processing_config.clone(), registration);
         let id = sim.spawn(node, format!("processing-{index}"), move || value.clone());
+        assert_eq!(id, ProcessId(first_instance.0 + index), "instance ids are known in advance");
         supervised.entry(node).or_default().push(id);
     }
 
@@ -375,6 +382,28 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         projection: (projection, broker_node),
         coordinator,
     }
+}
+
+/// The serialised section of `[scaling]`, if the scenario has one: a lock
+/// holder on a node of its own with one core (role `lock`), told the
+/// processing instances that will be spawned right after it (ids
+/// consecutive from the next one), for its invalidation broadcasts.
+fn add_serial_section(
+    sim: &mut Sim<Msg>,
+    scenario: &Scenario,
+    roles: &mut Roles,
+    instances: u32,
+) -> Option<ProcessId> {
+    let serial = scenario.scaling.serial.clone()?;
+    let node = sim.add_node(NodeConfig::new("lock").cores(1));
+    roles.entry("lock".to_string()).or_default().push(node);
+    let first_instance = sim.process_count() as u32 + 1;
+    let config = SerialSectionConfig {
+        serial,
+        invalidation: scenario.scaling.invalidation.clone(),
+        instances: (0..instances).map(|index| ProcessId(first_instance + index)).collect(),
+    };
+    Some(sim.spawn(node, "lock", move || SerialSection::new(config.clone())))
 }
 
 fn initial_stock(scenario: &Scenario) -> Inventory {
