@@ -202,6 +202,13 @@ pub fn parse(
         tree::apply_override(&mut root, path_for_messages, text, &mut errors.list);
     }
     let scenario = scenario(&mut errors, &root);
+    // --- sweep: every point of the file's own sweep must be a valid scenario ---
+    if errors.list.is_empty()
+        && let Some(spec) = &scenario.sweep
+    {
+        check_sweep_points(&mut errors, &root, spec);
+    }
+    // --- end sweep ---
     if errors.list.is_empty() {
         return Ok(scenario);
     }
@@ -298,6 +305,10 @@ fn scenario(errors: &mut Errors, root: &tree::Table) -> Scenario {
     }
     let node = fields.take("expect_violations");
     expected_violations(errors, node, &running, &mut scenario);
+    // --- sweep ---
+    let node = fields.take("sweep");
+    scenario.sweep = sweep_section(errors, node);
+    // --- end sweep ---
     fields.finish(errors);
     scenario
 }
@@ -881,6 +892,146 @@ fn expected_violations(
     fields.finish(errors);
 }
 
+// --- sweep (issue 5, `rlab sweep`) ---
+
+/// A sweep point that is not a valid scenario: which point, the overrides
+/// that built it, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PointError {
+    /// The point's index in the sweep.
+    pub point: usize,
+    /// The `PATH=VALUE` overrides of the point.
+    pub overrides: Vec<String>,
+    /// The errors, as [`parse`] reports them.
+    pub errors: Vec<FileError>,
+}
+
+/// Parses `text` once with the `--set` `overrides` and builds one scenario
+/// per point of `spec`, each with the point's overrides applied after
+/// them. A point's own `[sweep]` section is read but its points are not
+/// checked again.
+///
+/// Call [`parse`] first: it reports the file's own mistakes one per line.
+///
+/// # Errors
+/// The first point that is not a valid scenario (an unknown path, a value
+/// out of its field's range), or, as point 0, a text or `--set` override
+/// that does not apply.
+pub fn parse_points(
+    path_for_messages: &str,
+    text: &str,
+    overrides: &[String],
+    spec: &crate::sweep::SweepSpec,
+) -> Result<Vec<Scenario>, PointError> {
+    let fail = |point, errors| PointError { point, overrides: spec.overrides(point), errors };
+    let mut root =
+        tree::parse_document(path_for_messages, text).map_err(|errors| fail(0, errors))?;
+    let mut errors = Vec::new();
+    for text in overrides {
+        tree::apply_override(&mut root, path_for_messages, text, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(fail(0, errors));
+    }
+    (0..spec.points())
+        .map(|point| {
+            read_point(path_for_messages, &root, &spec.overrides(point))
+                .map_err(|errors| fail(point, errors))
+        })
+        .collect()
+}
+
+/// Reads the scenario that `root` becomes with `overrides` applied.
+fn read_point(
+    file: &str,
+    root: &tree::Table,
+    overrides: &[String],
+) -> Result<Scenario, Vec<FileError>> {
+    let mut root = root.clone();
+    let mut errors = Errors::new(file);
+    for text in overrides {
+        tree::apply_override(&mut root, file, text, &mut errors.list);
+    }
+    let scenario = scenario(&mut errors, &root);
+    if errors.list.is_empty() { Ok(scenario) } else { Err(errors.list) }
+}
+
+/// `[sweep]`: `vary`, a list of `"PATH=V1,V2,..."` strings (the first is
+/// the x-axis), and `seeds`, seeds per point (1 by default).
+fn sweep_section(errors: &mut Errors, node: Option<&Node>) -> Option<crate::sweep::SweepSpec> {
+    use crate::sweep::{SEEDS_MAX, SweepSpec, Vary};
+    node?;
+    let what = "a table such as [sweep] vary = [\"microsystem.instances=1,2,4,8\"]";
+    let mut fields = Fields::of(errors, "sweep", node, what);
+    let vary = fields.require(
+        errors,
+        "vary",
+        "a sweep names the fields it varies, e.g. vary = [\"microsystem.instances=1,2,4,8\"]",
+        |errors, path, node| {
+            let items = array(errors, path, node)?;
+            if items.is_empty() {
+                errors.bad_value(path, node, "at least one \"PATH=V1,V2,...\" string");
+                return None;
+            }
+            let mut list = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                let item_path = format!("{path}.{index}");
+                let text = read::string(errors, &item_path, item)?;
+                match Vary::parse(text) {
+                    Ok(vary) => list.push(vary),
+                    Err(message) => {
+                        errors.push(Some(item.origin), &item_path, Some(item.render()), message);
+                        return None;
+                    }
+                }
+            }
+            Some(list)
+        },
+    );
+    let seeds = fields.get(errors, "seeds", count(1, SEEDS_MAX)).unwrap_or(1);
+    let origin = fields.origin_of("vary");
+    fields.finish(errors);
+    match SweepSpec::new(vary?, seeds) {
+        Ok(spec) => Some(spec),
+        Err(message) => {
+            errors.push(origin, "sweep.vary", None, message);
+            None
+        }
+    }
+}
+
+/// Checks that every point of the file's sweep is a valid scenario (a
+/// path that does not exist, or a value out of its field's range, is an
+/// error at the `vary` line).
+fn check_sweep_points(errors: &mut Errors, root: &tree::Table, spec: &crate::sweep::SweepSpec) {
+    let origin = root
+        .get("sweep")
+        .and_then(|entry| match &entry.node.value {
+            Value::Table(table) => table.get("vary").map(|entry| entry.node.origin),
+            _ => None,
+        })
+        .or(Some(tree::Origin::Set));
+    for point in 0..spec.points() {
+        let overrides = spec.overrides(point);
+        let Err(point_errors) = read_point(&errors.file_name(), root, &overrides) else {
+            continue;
+        };
+        let first = &point_errors[0];
+        let value = first.value.as_deref().map(|value| format!(" = {value}")).unwrap_or_default();
+        let message = format!(
+            "point {point} ({}) is not a valid scenario: {}{value}: {}",
+            overrides.join(" "),
+            first.field,
+            first.message
+        );
+        errors.push(origin, "sweep.vary", None, message);
+        // One point is enough to show what is wrong.
+        return;
+    }
+}
+
+// --- end sweep ---
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,6 +1105,81 @@ mod tests {
         let kit: Vec<&str> =
             sim::kit::routing::Strategy::ALL.iter().map(|strategy| strategy.name()).collect();
         assert_eq!(BALANCERS, kit);
+    }
+
+    #[test]
+    fn sweep_section_is_read_and_every_point_checked() {
+        // Goal: `[sweep]` gives the default sweep; its mistakes name the
+        // line, and a point that is not a valid scenario is an error at
+        // the `vary` line, before anything runs.
+        let text = format!(
+            "{MINIMAL}[sweep]\nvary = [\"microsystem.instances=1,2,4\", \"workload.rate_per_s=10,20,40\"]\nseeds = 3\n"
+        );
+        let spec = parse("t.toml", &text, &[]).unwrap().sweep.unwrap();
+        assert_eq!((spec.points(), spec.seeds), (3, 3));
+        assert_eq!(spec.overrides(2), ["microsystem.instances=4", "workload.rate_per_s=40"]);
+        assert_eq!(parse("t.toml", MINIMAL, &[]).unwrap().sweep, None);
+        let cases = [
+            (
+                "vary = []",
+                "t.toml:4: sweep.vary = []: expected at least one \"PATH=V1,V2,...\" string",
+            ),
+            (
+                "vary = [\"a.b=1,x\"]",
+                "t.toml:4: sweep.vary.0 = \"a.b=1,x\": value `x` is not a finite number",
+            ),
+            (
+                "vary = [\"a.b=1,2\", \"c.d=1\"]",
+                "t.toml:4: sweep.vary: c.d has 1 values but a.b has 2: fields vary in lockstep, so they need as many values each",
+            ),
+            (
+                "seeds = 2",
+                "t.toml:3: sweep.vary: missing; a sweep names the fields it varies, e.g. vary = [\"microsystem.instances=1,2,4,8\"]",
+            ),
+            (
+                "vary = [\"microsystem.instancez=1,2\"]",
+                "t.toml:4: sweep.vary: point 0 (microsystem.instancez=1) is not a valid scenario: microsystem.instancez: unknown field; did you mean `instances`?",
+            ),
+            (
+                "vary = [\"microsystem.instances=1,0\"]",
+                "t.toml:4: sweep.vary: point 1 (microsystem.instances=0) is not a valid scenario: microsystem.instances = 0: expected a whole number from 1 to 1024",
+            ),
+            (
+                "vary = [\"a=1\"]\nseed = 2",
+                "t.toml:5: sweep.seed: unknown field; did you mean `seeds`?",
+            ),
+        ];
+        for (section, expected) in cases {
+            let text = format!("{MINIMAL}[sweep]\n{section}\n");
+            assert_eq!(errors_of(&text, &[]), [expected], "{section}");
+        }
+    }
+
+    #[test]
+    fn sweep_points_are_built_after_the_overrides() {
+        // Goal: each point is the file with `--set` and then the point's
+        // values applied.
+        let spec = crate::sweep::SweepSpec::new(
+            vec![crate::sweep::Vary::parse("microsystem.instances=1,8").unwrap()],
+            1,
+        )
+        .unwrap();
+        let overrides = ["microsystem.cores=2".to_string()];
+        let points = parse_points("t.toml", MINIMAL, &overrides, &spec).unwrap();
+        let built: Vec<(u32, u32)> =
+            points.iter().map(|s| (s.microsystem.instances, s.microsystem.cores)).collect();
+        assert_eq!(built, [(1, 2), (8, 2)]);
+        let bad = crate::sweep::SweepSpec::new(
+            vec![crate::sweep::Vary::parse("microsystem.instances=1,5000").unwrap()],
+            1,
+        )
+        .unwrap();
+        let error = parse_points("t.toml", MINIMAL, &[], &bad).unwrap_err();
+        assert_eq!(
+            (error.point, error.overrides.clone()),
+            (1, vec!["microsystem.instances=5000".to_string()])
+        );
+        assert_eq!(error.errors[0].field, "microsystem.instances");
     }
 
     #[test]

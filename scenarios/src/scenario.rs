@@ -92,6 +92,12 @@ pub struct Scenario {
     /// Invariant violations each architecture is expected to show (by
     /// default none); a scenario that teaches a failure names it here.
     pub expected_violations: BTreeMap<Architecture, Vec<String>>,
+    // --- sweep (issue 5, `rlab sweep`) ---
+    /// The sweep `rlab sweep` runs when the command line names none (the
+    /// file's `[sweep]` section); `None` when the file declares none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::SweepSpec>,
+    // --- end sweep ---
 }
 
 /// How orders arrive and what they contain.
@@ -495,6 +501,7 @@ impl Scenario {
             faults: Vec::new(),
             expectations: Vec::new(),
             expected_violations: BTreeMap::new(),
+            sweep: None,
         }
     }
 }

@@ -8,4 +8,4 @@ pub mod canvas;
 pub mod scaling;
 pub mod timeline;
 
-pub use canvas::{Chart, ChartError, Format, render_to_file, render_svg_string};
+pub use canvas::{Chart, ChartError, Format, render_svg_string, render_to_file};

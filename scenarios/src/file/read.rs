@@ -23,6 +23,13 @@ impl Errors {
         Errors { file: file.to_string(), list: Vec::new() }
     }
 
+    // --- sweep ---
+    /// The file the errors name (sweep points are read with the same name).
+    pub fn file_name(&self) -> String {
+        self.file.clone()
+    }
+    // --- end sweep ---
+
     /// Records an error at `origin` (`None`: no line, e.g. a missing field
     /// of the top-level table).
     pub fn push(
