@@ -4,5 +4,6 @@ mod cli_run;
 mod determinism;
 mod library;
 mod queue;
+mod scaling_models;
 mod scenario_files;
 mod tidy;
