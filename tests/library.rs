@@ -18,7 +18,9 @@ fn library() -> Vec<PathBuf> {
         .filter(|path| path.file_name().is_some_and(|name| name != "Cargo.toml"))
         // Sweep scenarios are meant to be swept (minutes of runs), not
         // compared once; `scaling_models` tests them on short sweeps.
-        .filter(|path| !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("sweep-")))
+        .filter(|path| {
+            !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("sweep-"))
+        })
         .collect();
     files.sort();
     files

@@ -95,3 +95,63 @@ fn coherency_makes_scaling_retrograde() {
     // One step of a doubling sweep: within a factor of two.
     assert!(n_star >= peak.n / 2.0 && n_star <= peak.n * 2.0, "N* {n_star}, measured {peak:?}");
 }
+
+#[test]
+fn microlith_replicas_share_the_database_and_flatten() {
+    // Goal: replicas of the whole microlith add throughput only until the
+    // database they share saturates; the reactive microlith cannot scale
+    // out at all.
+    let at = |architecture: Architecture, nodes: u32| {
+        let overrides = [
+            format!("topology.nodes={nodes}"),
+            format!("workload.users={}", 6 * nodes),
+            "duration_s=5".to_string(),
+        ];
+        let scenario = load("sweep-architectures", &overrides);
+        scenarios::run::run(&scenario, architecture, scenario.seed, &mut Default::default())
+            .throughput
+    };
+    let (one, four, thirty_two) = (
+        at(Architecture::Microlith, 1),
+        at(Architecture::Microlith, 4),
+        at(Architecture::Microlith, 32),
+    );
+    assert!(four > 3.0 * one, "4 replicas: {four}, one: {one}");
+    assert!(thirty_two < 0.5 * 32.0 * one, "32 replicas: {thirty_two}, one: {one}");
+    let (one, eight) = (at(Architecture::Reactive, 1), at(Architecture::Reactive, 8));
+    assert!(eight < 2.5 * one, "reactive: 8 nodes {eight}, one {one}");
+}
+
+#[test]
+fn scaling_knobs_are_validated_with_their_line() {
+    // Goal: the knobs parse into the model, default to off, and mistakes
+    // name the field and line.
+    let header = "name = \"t\"\ndescription = \"A test.\"\n";
+    let parse = |text: &str| {
+        scenarios::file::parse("t.toml", &format!("{header}{text}"), &[])
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let plain = parse("").unwrap();
+    assert_eq!((plain.topology.nodes, plain.scaling.serial.is_none()), (None, true));
+    let set = parse(
+        "[topology]\nnodes = 8\n[scaling]\nserial = { kind = \"constant\", ms = 2 }\n\
+         invalidation = { kind = \"constant\", ms = 0.5 }\n",
+    )
+    .unwrap();
+    assert_eq!(set.topology.nodes, Some(8));
+    assert_eq!(set.scaling.serial, Some(sim::Dist::constant(sim::SimDuration::from_millis(2))));
+    assert!(set.scaling.invalidation.is_some());
+    assert_eq!(
+        parse("[topology]\nnodes = 0\n").unwrap_err(),
+        ["t.toml:4: topology.nodes = 0: expected a whole number from 1 to 1024"]
+    );
+    assert_eq!(
+        parse("[scaling]\ninvalidation = { kind = \"constant\", ms = 1 }\n").unwrap_err(),
+        ["t.toml:4: scaling.invalidation: expected scaling.serial as well: invalidations \
+             are broadcast while holding the serialised section's lock"]
+    );
+    assert_eq!(
+        parse("[scaling]\nserail = { kind = \"constant\", ms = 1 }\n").unwrap_err(),
+        ["t.toml:4: scaling.serail: unknown field; did you mean `serial`?"]
+    );
+}

@@ -6,7 +6,8 @@
 //! | node | processes | role |
 //! |---|---|---|
 //! | `edge` | [`FrontDoor`] (the customers' entry point), the service [`Registry`] | `edge` |
-//! | `processing-i` (× `instances`) | one stateless [`Processing`] instance | `processing` |
+//! | `processing-i` (× `instances`, or `topology.nodes` when given) | one stateless [`Processing`] instance | `processing` |
+//! | `lock` (only with `[scaling] serial`) | the [`SerialSection`]: a single-core lock every valid order passes, with optional invalidation broadcasts to the other instances | `lock` |
 //! | `event-log` | one [`LogStore`] per Orders shard: the authoritative event logs and the fencing point | `database` |
 //! | `orders-j` (× `nodes`) | [`OrdersReplica`]s: shard `s`'s active on node `s mod nodes`, its passive on the next | `orders`; the node of shard 0's active is also `orders-active`, of its passive `orders-passive` |
 //! | `inventory`, `payments`, `shipping` | the saga's participants ([`InventoryService`], [`PaymentsService`], [`ShippingService`]) | `inventory`, `payments`, `shipping` |
@@ -38,6 +39,18 @@
 //! the gateway (73 ms with the default scenario's 1 ms links, 1 ms of CPU
 //! and a 50 ms gateway); nothing else costs time, because every sync is
 //! instant (nodes fsync in zero time) and no queue forms at moderate load.
+//!
+//! # Scaling out (`[topology]`, `[scaling]`)
+//!
+//! `topology.nodes` sets the number of processing instances; the stateful
+//! part keeps its settings, because it spends no modelled CPU (its cost
+//! is latency), so it is not what limits a sweep of the stateless part.
+//! `[scaling]` adds the costs of scaling out (Reactive Microsystems, ch. 5,
+//! Amdahl and the USL): with `serial`, a valid order passes the
+//! [`SerialSection`] after its instance's CPU work and before the
+//! coordinator sees it (contention); with `invalidation` too, the lock is
+//! held until every other instance has acknowledged an invalidation
+//! (coherency). See [`SerialSection`] for the model.
 //!
 //! # Made to carry a thousand orders a second
 //!
