@@ -29,6 +29,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run a saved run again and check it gives the same trace.
     Replay(ReplayArgs),
+    /// Run a scenario at several values of a field and fit Amdahl and USL to throughput.
+    Sweep(SweepArgs),
 }
 
 /// Interarrival-time distribution of the customer source.
@@ -160,6 +162,45 @@ pub struct CompareArgs {
     /// Print a JSON array of reports, one per architecture.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The scenario file.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: std::path::PathBuf,
+    /// A field and its values, e.g. `--vary microsystem.instances=1,2,4,8`; the
+    /// first is the x-axis N, further ones move in lockstep with it (default:
+    /// the file's `[sweep]` section).
+    #[arg(long = "vary", value_name = "PATH=V1,V2,...")]
+    pub vary: Vec<String>,
+    /// Seeds per point: seed index k runs on the scenario's seed + k (default:
+    /// the file's `[sweep] seeds`, else 1).
+    #[arg(long, value_name = "K")]
+    pub seeds: Option<u32>,
+    /// Runs at once (default: the available parallelism); output is the same
+    /// for any value.
+    #[arg(long, value_name = "J")]
+    pub jobs: Option<usize>,
+    /// Override a scenario field for every point, e.g. `--set duration_s=20`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Sweep only this architecture: microlith, reactive or microsystem.
+    #[arg(long, value_name = "A")]
+    pub arch: Option<String>,
+    /// Print the sweep report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the throughput-versus-N chart into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<std::path::PathBuf>,
+    /// Also save the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Exit with status 1 if any run's outcome did not match the scenario's
+    /// expectations (by default a sweep is a measurement and exits 0).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod queue;
 mod replay;
 mod run;
 mod scenarios;
+mod sweep;
 mod table;
 mod validate;
 
@@ -23,5 +24,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
     }
 }

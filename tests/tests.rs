@@ -6,4 +6,5 @@ mod library;
 mod queue;
 mod scaling_models;
 mod scenario_files;
+mod sweep;
 mod tidy;
