@@ -351,7 +351,8 @@ impl MicrolithWorld {
         &mut self.sim
     }
 
-    /// A service's process and pools.
+    /// A service's process and pools (the first replica's when `topology.nodes`
+    /// replicates the microlith).
     pub fn service(&self, kind: ServiceKind) -> ServiceParts {
         self.services[&kind]
     }
@@ -361,7 +362,8 @@ impl MicrolithWorld {
         &self.databases
     }
 
-    /// What a service's jobs are waiting on now (empty while it is down).
+    /// What a service's jobs are waiting on now (empty while it is down; the
+    /// first replica's when replicated).
     pub fn threads_blocked_on(&self, kind: ServiceKind) -> BTreeMap<&'static str, usize> {
         self.sim
             .process_state::<Service>(self.services[&kind].process)
