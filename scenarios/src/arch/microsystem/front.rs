@@ -147,7 +147,7 @@ pub struct ProcessingConfig {
     /// rather than a timer per request).
     pub sweep_interval: SimDuration,
     /// The serialised section every valid request passes before it is
-    /// handed on (`[scaling]`, see [`super::lock`]); `None`: none.
+    /// handed on (`[scaling]`, see [`super::SerialSection`]); `None`: none.
     pub serial_section: Option<ProcessId>,
 }
 
