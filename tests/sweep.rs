@@ -116,10 +116,10 @@ fn a_files_own_sweep_runs_without_arguments_and_draws_its_chart() {
         "architectures = [\"microlith\"]",
     ) + "\n[sweep]\nvary = [\"microlith.threads=1,2,3,4\"]\nseeds = 1\n";
     std::fs::write(&file, text).unwrap();
+    // A directory that does not exist yet is made.
     let plots = scratch("plots");
-    std::fs::create_dir_all(&plots).unwrap();
+    let _ = std::fs::remove_dir_all(&plots);
     let chart = plots.join("declared-scaling.svg");
-    let _ = std::fs::remove_file(&chart);
     let output = rlab(&["sweep", file.to_str().unwrap(), "--plots", plots.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));

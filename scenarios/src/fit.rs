@@ -209,6 +209,12 @@ pub fn fit_usl(points: &[Sample]) -> Result<UslFit, FitError> {
             break;
         }
     }
+    // The USL contains Amdahl's law (κ = 0); its own 1-D optimum is a
+    // candidate too, so the USL never fits worse than Amdahl.
+    let amdahl = fit_amdahl(points)?;
+    if objective(amdahl.p, 0.0) < objective(sigma, kappa) {
+        (sigma, kappa) = (amdahl.p, 0.0);
+    }
     // A κ this small is zero for any N a sweep reaches (it would move the
     // 64-node point by well under a millionth); calling it zero keeps
     // "no retrograde" honest instead of reporting an N* of millions.
@@ -444,17 +450,19 @@ mod tests {
     #[test]
     fn recovers_noisy_coefficients_within_a_few_percent() {
         let (lambda, sigma, kappa) = (120.0, 0.06, 0.0008);
+        // ±2% noise on every point moves the coefficients by a few percent
+        // (measured: λ 0.4%, σ 1.6%, κ 4%, N* 2%).
         let fit = fit_usl(&curve(lambda, sigma, kappa, 0.02)).unwrap();
-        assert!(close(fit.lambda / lambda, 1.0, 0.05), "{fit:?}");
-        assert!(close(fit.sigma, sigma, 0.02), "{fit:?}");
-        assert!(close(fit.kappa / kappa, 1.0, 0.25), "{fit:?}");
+        assert!(close(fit.lambda / lambda, 1.0, 0.02), "{fit:?}");
+        assert!(close(fit.sigma / sigma, 1.0, 0.05), "{fit:?}");
+        assert!(close(fit.kappa / kappa, 1.0, 0.1), "{fit:?}");
         let n_star = libm::sqrt((1.0 - sigma) / kappa);
-        assert!(close(fit.n_star.unwrap() / n_star, 1.0, 0.1), "{fit:?}");
+        assert!(close(fit.n_star.unwrap() / n_star, 1.0, 0.05), "{fit:?}");
         assert!(fit.r2 > 0.99, "{fit:?}");
 
         let amdahl = fit_amdahl(&curve(80.0, 0.1, 0.0, 0.02)).unwrap();
-        assert!(close(amdahl.p, 0.1, 0.01), "{amdahl:?}");
-        assert!(close(amdahl.lambda / 80.0, 1.0, 0.05), "{amdahl:?}");
+        assert!(close(amdahl.p / 0.1, 1.0, 0.05), "{amdahl:?}");
+        assert!(close(amdahl.lambda / 80.0, 1.0, 0.02), "{amdahl:?}");
     }
 
     #[test]
@@ -486,6 +494,39 @@ mod tests {
         points[3].throughput = f64::NAN;
         assert!(matches!(fit_usl(&points), Err(FitError::BadThroughput(_))));
         assert!(FitError::AllZero.to_string().contains("zero"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Laws of any fit of valid points: coefficients inside their
+        /// ranges, nothing NaN, R² at most 1, and the USL (which contains
+        /// Amdahl as κ = 0) never explains less than Amdahl does.
+        #[test]
+        fn fits_stay_in_range_and_usl_is_never_worse(
+            throughputs in proptest::collection::vec(0.0_f64..5_000.0, 3..10),
+            first_is_positive in 1.0_f64..5_000.0,
+        ) {
+            let mut points: Vec<Sample> = throughputs
+                .iter()
+                .enumerate()
+                .map(|(i, &throughput)| Sample { n: (1u32 << i) as f64, throughput })
+                .collect();
+            points[0].throughput = first_is_positive;
+            let amdahl = fit_amdahl(&points).unwrap();
+            let usl_fit = fit_usl(&points).unwrap();
+            for value in [amdahl.lambda, amdahl.p, amdahl.r2, usl_fit.lambda, usl_fit.sigma, usl_fit.kappa, usl_fit.r2] {
+                proptest::prop_assert!(value.is_finite());
+            }
+            proptest::prop_assert!((0.0..=1.0).contains(&amdahl.p));
+            proptest::prop_assert!((0.0..=1.0).contains(&usl_fit.sigma));
+            proptest::prop_assert!((0.0..1.0).contains(&usl_fit.kappa));
+            proptest::prop_assert!(amdahl.r2 <= 1.0 + 1e-12 && usl_fit.r2 <= 1.0 + 1e-12);
+            proptest::prop_assert!(usl_fit.r2 >= amdahl.r2 - 1e-9, "{usl_fit:?} vs {amdahl:?}");
+            if let Some(n_star) = usl_fit.n_star {
+                proptest::prop_assert!(n_star >= 1.0 && usl_fit.peak_throughput.unwrap().is_finite());
+            }
+        }
     }
 
     #[test]

@@ -35,10 +35,10 @@ pub fn run(args: &SweepArgs) -> Result<ExitCode> {
         Ok(points) => points,
         Err(error) => bail!("{}", point_error(&error, &spec, !args.vary.is_empty())),
     };
-    if let Some(dir) = &args.plots
-        && !dir.is_dir()
-    {
-        bail!("--plots {}: not a directory", dir.display());
+    if let Some(dir) = &args.plots {
+        // Made before the runs, so a bad path fails at once, not after them.
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--plots {}: cannot create the directory", dir.display()))?;
     }
 
     let total = points.len() * architectures.len() * spec.seeds as usize;
@@ -128,10 +128,16 @@ fn point_error(
 /// has one) through a temporary file and a rename.
 fn write_chart(report: &SweepReport, dir: &Path) -> Result<()> {
     let chart = visualize::charts::scaling::ScalingChart::from_report(report);
+    // A scenario's name is free text; the file name keeps only what is safe.
+    let stem: String = report
+        .scenario
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
     for extension in ["svg", "png"] {
-        let path = dir.join(format!("{}-scaling.{extension}", report.scenario));
+        let path = dir.join(format!("{stem}-scaling.{extension}"));
         // The temporary name keeps the extension: it picks the format.
-        let temporary = dir.join(format!(".{}-scaling.partial.{extension}", report.scenario));
+        let temporary = dir.join(format!(".{stem}-scaling.partial.{extension}"));
         let size = visualize::charts::canvas::DEFAULT_SIZE;
         match visualize::charts::render_to_file(&chart, &temporary, size) {
             Ok(()) => {

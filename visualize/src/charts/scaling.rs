@@ -138,6 +138,11 @@ impl ScalingChart {
     }
 }
 
+/// κ for a label: 0 as such, otherwise in scientific notation.
+fn kappa_text(kappa: f64) -> String {
+    if kappa == 0.0 { "0".to_string() } else { format!("{kappa:.2e}") }
+}
+
 /// The colour of each architecture, the same on every chart.
 fn colour(architecture: Architecture) -> RGBColor {
     match architecture {
@@ -151,12 +156,26 @@ impl Chart for ScalingChart {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
         area.fill(&WHITE)?;
         let (x_max, y_max) = self.ranges();
-        let mut chart = ChartBuilder::on(area)
+        // A swept field may go below zero (a clock step, say): keep every
+        // measured point on the chart. Fits exist only for N >= 1.
+        let x_min = self
+            .series
+            .iter()
+            .flat_map(|series| series.measured.iter().map(|point| point.0))
+            .fold(0.0_f64, f64::min);
+        // The legend sits in its own strip under the chart, so it never
+        // hides a measured point: one row per architecture on the left,
+        // the key to the line styles on the right.
+        let (width, height) = area.dim_in_pixel();
+        let rows = i32::try_from(self.series.len().max(4)).unwrap_or(4);
+        let strip = rows * 20 + 12;
+        let (plot, legend) = area.split_vertically(i32::try_from(height).unwrap_or(0) - strip);
+        let mut chart = ChartBuilder::on(&plot)
             .caption(&self.title, ("sans-serif", 22))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .build_cartesian_2d(x_min..x_max, 0.0..y_max)
             .map_err(|error| ChartError(error.to_string()))?;
         chart
             .configure_mesh()
@@ -171,7 +190,7 @@ impl Chart for ScalingChart {
         let clip = |points: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
             points.into_iter().filter(|&(_, y)| y.is_finite() && y <= y_max).collect()
         };
-        for series in &self.series {
+        for (index, series) in self.series.iter().enumerate() {
             let colour = colour(series.architecture);
             let name = series.architecture.name();
             let measured_style = colour.filled();
@@ -194,41 +213,40 @@ impl Chart for ScalingChart {
                     ]
                 },
             ))?;
-            chart
-                .draw_series(
-                    series
-                        .measured
-                        .iter()
-                        .map(|&(n, mean, _)| Circle::new((n, mean), 4, measured_style)),
-                )?
-                .label(format!("{name}: measured (± sd)"))
-                .legend(move |(x, y)| Circle::new((x + 10, y), 4, measured_style));
+            // One legend entry per architecture, carrying its coefficients;
+            // the line styles are explained once, in grey, below.
+            let mut label = name.to_string();
+            let mut fitted = Vec::new();
+            if let Some((_, sigma, kappa)) = series.usl {
+                fitted.push(format!("USL σ={sigma:.3} κ={}", kappa_text(kappa)));
+            }
+            if let Some((_, p)) = series.amdahl {
+                fitted.push(format!("Amdahl p={p:.3}"));
+            }
+            if !fitted.is_empty() {
+                label = format!("{label}: {}", fitted.join(", "));
+            }
+            chart.draw_series(
+                series
+                    .measured
+                    .iter()
+                    .map(|&(n, mean, _)| Circle::new((n, mean), 4, measured_style)),
+            )?;
+            let y = 6 + 20 * i32::try_from(index).unwrap_or(0) + 10;
+            legend.draw(&PathElement::new(vec![(80, y), (100, y)], colour.stroke_width(2)))?;
+            legend.draw(&Circle::new((90, y), 4, measured_style))?;
+            legend.draw(&Text::new(label, (108, y - 7), ("sans-serif", 14).into_font()))?;
             if let Some((lambda, sigma, kappa)) = series.usl {
                 let usl = clip(self.sampled(|n| fit::usl(lambda, sigma, kappa, n)));
-                chart
-                    .draw_series(LineSeries::new(usl, colour.stroke_width(2)))?
-                    .label(format!("{name}: USL σ={sigma:.3} κ={kappa:.2e}"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
+                chart.draw_series(LineSeries::new(usl, colour.stroke_width(2)))?;
                 let ideal = clip(self.sampled(|n| lambda * n));
-                chart
-                    .draw_series(DottedLineSeries::new(ideal, 0, 5, move |point| {
-                        Circle::new(point, 1, colour.filled())
-                    }))?
-                    .label(format!("{name}: linear ideal λN"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], colour.mix(0.4).stroke_width(1))
-                    });
+                chart.draw_series(DottedLineSeries::new(ideal, 0, 5, move |point| {
+                    Circle::new(point, 1, colour.filled())
+                }))?;
             }
             if let Some((lambda, p)) = series.amdahl {
                 let amdahl = clip(self.sampled(|n| fit::usl(lambda, p, 0.0, n)));
-                chart
-                    .draw_series(DashedLineSeries::new(amdahl, 8, 5, colour.stroke_width(1)))?
-                    .label(format!("{name}: Amdahl p={p:.3}"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 8, y)], colour.stroke_width(1))
-                    });
+                chart.draw_series(DashedLineSeries::new(amdahl, 8, 5, colour.stroke_width(1)))?;
             }
             if let Some((n_star, peak)) = series.peak.filter(|&(n, _)| n <= x_max) {
                 chart.draw_series(std::iter::once(Cross::new(
@@ -243,12 +261,31 @@ impl Chart for ScalingChart {
                 )))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()?;
+        let grey = RGBColor(110, 110, 110);
+        let x = i32::try_from(width).unwrap_or(0) * 62 / 100;
+        let row = |i: i32| 6 + 20 * i + 10;
+        let font = ("sans-serif", 14).into_font();
+        legend.draw(&PathElement::new(vec![(x + 10, row(0) - 6), (x + 10, row(0) + 6)], grey))?;
+        legend.draw(&Circle::new((x + 10, row(0)), 4, grey.filled()))?;
+        legend
+            .draw(&PathElement::new(vec![(x, row(1)), (x + 20, row(1))], grey.stroke_width(2)))?;
+        legend.draw(&PathElement::new(vec![(x, row(2)), (x + 7, row(2))], grey))?;
+        legend.draw(&PathElement::new(vec![(x + 12, row(2)), (x + 19, row(2))], grey))?;
+        for dot in [2, 8, 14, 20] {
+            legend.draw(&Circle::new((x + dot, row(3)), 1, grey.filled()))?;
+        }
+        for (i, text) in [
+            "measured mean ± sd",
+            "USL fit (solid)",
+            "Amdahl fit (dashed)",
+            "linear ideal λN (dotted)",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let y = row(i32::try_from(i).unwrap_or(0));
+            legend.draw(&Text::new(text, (x + 28, y - 7), font.clone()))?;
+        }
         Ok(())
     }
 }
@@ -284,9 +321,9 @@ mod tests {
             "demo: throughput vs N (seed 1)",
             "nodes (N)",
             "throughput (orders/s)",
-            "microsystem: measured (± sd)",
-            "microsystem: Amdahl p=0.100",
-            "microsystem: linear ideal λN",
+            "microsystem: USL σ=0.050 κ=2.00e-3, Amdahl p=0.100",
+            "measured mean ± sd",
+            "linear ideal λN (dotted)",
             "N*=21.8",
         ] {
             assert!(svg.contains(text), "missing {text:?}");
