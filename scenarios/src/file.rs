@@ -345,14 +345,17 @@ fn workload(errors: &mut Errors, node: Option<&Node>, window: SimDuration, out: 
     let default_kind = match out.arrivals {
         Arrivals::Open { .. } => "open",
         Arrivals::Closed { .. } => "closed",
+        Arrivals::Rounds { .. } => "rounds",
     };
-    let kind = fields.get(errors, "arrivals", choice(&["open", "closed"])).unwrap_or(default_kind);
+    let kind = fields
+        .get(errors, "arrivals", choice(&["open", "closed", "rounds"]))
+        .unwrap_or(default_kind);
     let open_only = "only open arrivals have a rate (workload.arrivals = \"closed\")";
     let closed_only = "only closed arrivals have users (set workload.arrivals = \"closed\")";
     if kind == "open" {
         let mut rate_per_s = match &out.arrivals {
             Arrivals::Open { rate_per_s, .. } => *rate_per_s,
-            Arrivals::Closed { .. } => unreachable!("defaults are open"),
+            Arrivals::Closed { .. } | Arrivals::Rounds { .. } => unreachable!("defaults are open"),
         };
         if let Some(rate) = fields.get(errors, "rate_per_s", rate()) {
             rate_per_s = rate;
@@ -370,7 +373,11 @@ fn workload(errors: &mut Errors, node: Option<&Node>, window: SimDuration, out: 
         let think_time = fields
             .get(errors, "think_time_ms", duration(Unit::Millis, true))
             .unwrap_or(THINK_TIME_DEFAULT);
-        out.arrivals = Arrivals::Closed { users, think_time };
+        out.arrivals = if kind == "rounds" {
+            Arrivals::Rounds { users, think_time }
+        } else {
+            Arrivals::Closed { users, think_time }
+        };
     }
     if let Some(products) = fields.get(errors, "products", count(1, PRODUCTS_MAX)) {
         out.products = products;

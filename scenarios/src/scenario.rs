@@ -146,6 +146,20 @@ pub enum Arrivals {
         /// Mean think time (exponential).
         think_time: SimDuration,
     },
+    /// A fixed population of users who act in step (a synchronous batch
+    /// client): each round all of them place an order at the same instant,
+    /// and the next round starts, after one think time, once every order
+    /// of this one has been answered (or has timed out). With `users` in
+    /// step with the number of nodes, this is the fixed-work-per-node,
+    /// all-arrive-together experiment of Amdahl's law (Reactive
+    /// Microsystems, ch. 5): every node reaches a serialised section at
+    /// once and waits for the others' turns.
+    Rounds {
+        /// How many users.
+        users: u32,
+        /// Mean pause between rounds (exponential).
+        think_time: SimDuration,
+    },
 }
 
 /// A change of the open-loop rate.
