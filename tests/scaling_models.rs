@@ -89,6 +89,10 @@ fn coherency_makes_scaling_retrograde() {
     let usl = fit::fit_usl(&samples).unwrap();
     assert!(usl.kappa > 1e-3, "{usl:?}");
     let n_star = usl.n_star.expect("κ > 0 has a peak");
+    // The design: each order holds the lock 0.5 ms longer per peer, out of
+    // one node's round of 1 / X(1), so κ ≈ 0.0005 · X(1).
+    let designed_kappa = 0.0005 * samples[0].throughput;
+    assert!((usl.kappa - designed_kappa).abs() <= 0.15 * designed_kappa, "{usl:?}");
     // One step of a doubling sweep: within a factor of two.
     assert!(n_star >= peak.n / 2.0 && n_star <= peak.n * 2.0, "N* {n_star}, measured {peak:?}");
 }
