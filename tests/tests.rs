@@ -5,6 +5,7 @@ mod cli_run;
 mod determinism;
 mod library;
 mod queue;
+mod scaling_models;
 mod scenario_files;
 mod sweep;
 mod tidy;

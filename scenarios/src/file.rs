@@ -52,7 +52,8 @@ mod tree;
 
 use crate::scenario::{
     Architecture, Arrivals, BreakerSettings, Comparison, Expectation, FaultAction, FaultSpec,
-    Gateway, Microlith, Microsystem, Network, RateChange, Reactive, Scenario, Workload,
+    Gateway, Microlith, Microsystem, Network, RateChange, Reactive, Scaling, Scenario, Topology,
+    Workload,
 };
 use read::{
     Errors, Fields, Unit, array, boolean, choice, count, count64, dist, duration, names, number,
@@ -286,6 +287,10 @@ fn scenario(errors: &mut Errors, root: &tree::Table) -> Scenario {
     reactive(errors, node, &mut scenario.reactive);
     let node = fields.take("microsystem");
     microsystem(errors, node, &mut scenario.microsystem);
+    let node = fields.take("topology");
+    topology(errors, node, &mut scenario.topology);
+    let node = fields.take("scaling");
+    scaling(errors, node, &mut scenario.scaling);
     let horizon = scenario.duration.saturating_add(scenario.drain);
     if let Some(faults) =
         fields.get(errors, "faults", |errors, path, node| faults(errors, path, node, horizon))
@@ -340,14 +345,17 @@ fn workload(errors: &mut Errors, node: Option<&Node>, window: SimDuration, out: 
     let default_kind = match out.arrivals {
         Arrivals::Open { .. } => "open",
         Arrivals::Closed { .. } => "closed",
+        Arrivals::Rounds { .. } => "rounds",
     };
-    let kind = fields.get(errors, "arrivals", choice(&["open", "closed"])).unwrap_or(default_kind);
+    let kind = fields
+        .get(errors, "arrivals", choice(&["open", "closed", "rounds"]))
+        .unwrap_or(default_kind);
     let open_only = "only open arrivals have a rate (workload.arrivals = \"closed\")";
     let closed_only = "only closed arrivals have users (set workload.arrivals = \"closed\")";
     if kind == "open" {
         let mut rate_per_s = match &out.arrivals {
             Arrivals::Open { rate_per_s, .. } => *rate_per_s,
-            Arrivals::Closed { .. } => unreachable!("defaults are open"),
+            Arrivals::Closed { .. } | Arrivals::Rounds { .. } => unreachable!("defaults are open"),
         };
         if let Some(rate) = fields.get(errors, "rate_per_s", rate()) {
             rate_per_s = rate;
@@ -365,7 +373,11 @@ fn workload(errors: &mut Errors, node: Option<&Node>, window: SimDuration, out: 
         let think_time = fields
             .get(errors, "think_time_ms", duration(Unit::Millis, true))
             .unwrap_or(THINK_TIME_DEFAULT);
-        out.arrivals = Arrivals::Closed { users, think_time };
+        out.arrivals = if kind == "rounds" {
+            Arrivals::Rounds { users, think_time }
+        } else {
+            Arrivals::Closed { users, think_time }
+        };
     }
     if let Some(products) = fields.get(errors, "products", count(1, PRODUCTS_MAX)) {
         out.products = products;
@@ -651,6 +663,34 @@ fn microsystem(errors: &mut Errors, node: Option<&Node>, out: &mut Microsystem) 
     }
     if let Some(cores) = fields.get(errors, "cores", count(1, NODES_MAX)) {
         out.cores = cores;
+    }
+    fields.finish(errors);
+}
+
+/// `[topology]`: the scale-out number every architecture interprets (see
+/// [`Topology`]).
+fn topology(errors: &mut Errors, node: Option<&Node>, out: &mut Topology) {
+    let mut fields = Fields::of(errors, "topology", node, "a table ([topology])");
+    if let Some(nodes) = fields.get(errors, "nodes", count(1, NODES_MAX)) {
+        out.nodes = Some(nodes);
+    }
+    fields.finish(errors);
+}
+
+/// `[scaling]`: the contention and coherency knobs (see [`Scaling`]).
+/// Coherency is a broadcast made while holding the lock, so it needs one.
+fn scaling(errors: &mut Errors, node: Option<&Node>, out: &mut Scaling) {
+    let mut fields = Fields::of(errors, "scaling", node, "a table ([scaling])");
+    if let Some(serial) = fields.get(errors, "serial", dist) {
+        out.serial = Some(serial);
+    }
+    if let Some(invalidation) = fields.get(errors, "invalidation", dist) {
+        out.invalidation = Some(invalidation);
+    }
+    if out.invalidation.is_some() && out.serial.is_none() {
+        let message = "expected scaling.serial as well: invalidations are broadcast while \
+                       holding the serialised section's lock";
+        errors.push(fields.origin_of("invalidation"), "scaling.invalidation", None, message);
     }
     fields.finish(errors);
 }

@@ -89,6 +89,9 @@ pub fn add_clients<M: Carry<Edge>>(
         Arrivals::Closed { users, think_time } => {
             ClientsConfig::Closed { users: *users, think_time: *think_time, until: end }
         }
+        Arrivals::Rounds { users, think_time } => {
+            ClientsConfig::Rounds { users: *users, think_time: *think_time, until: end }
+        }
     };
     let workload = scenario.workload.clone();
     let timeout = workload.client_timeout;

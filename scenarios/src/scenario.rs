@@ -80,6 +80,11 @@ pub struct Scenario {
     pub reactive: Reactive,
     /// Settings of the microsystem.
     pub microsystem: Microsystem,
+    /// How far the system is scaled out (`[topology]`).
+    pub topology: Topology,
+    /// Costs of scaling out that make contention and coherency emerge
+    /// (`[scaling]`; off by default).
+    pub scaling: Scaling,
     /// What goes wrong, and when.
     pub faults: Vec<FaultSpec>,
     /// Conditions on the outcome that make the run pass or fail.
@@ -139,6 +144,20 @@ pub enum Arrivals {
         /// How many users.
         users: u32,
         /// Mean think time (exponential).
+        think_time: SimDuration,
+    },
+    /// A fixed population of users who act in step (a synchronous batch
+    /// client): each round all of them place an order at the same instant,
+    /// and the next round starts, after one think time, once every order
+    /// of this one has been answered (or has timed out). With `users` in
+    /// step with the number of nodes, this is the fixed-work-per-node,
+    /// all-arrive-together experiment of Amdahl's law (Reactive
+    /// Microsystems, ch. 5): every node reaches a serialised section at
+    /// once and waits for the others' turns.
+    Rounds {
+        /// How many users.
+        users: u32,
+        /// Mean pause between rounds (exponential).
         think_time: SimDuration,
     },
 }
@@ -260,6 +279,59 @@ pub struct Microsystem {
     pub cpu: Dist,
     /// Cores per node.
     pub cores: u32,
+}
+
+/// How far the system is scaled out: one number, `nodes`, that each
+/// architecture interprets as honestly as its design allows (Reactive
+/// Microsystems, ch. 2 and ch. 5):
+///
+/// - **microsystem**: `nodes` stateless processing instances, each on a
+///   node of its own (it sets `microsystem.instances`). The stateful part
+///   (shards, Orders nodes, coordinator, participants) keeps its settings:
+///   it spends no modelled CPU, only latency, so it is not what limits a
+///   sweep of the stateless part.
+/// - **microlith**: scaling one service means scaling them all (ch. 2):
+///   `nodes` replicas of the whole microlith (its four services, each
+///   replica with its own thread and connection pools) behind a
+///   round-robin front, all sharing the same database(s)
+///   (`microlith.shared_database` chooses one for all four schemas or one
+///   per schema): the database's cores and sessions are the serialised
+///   section. Set to any value (1 included), the replicated layout with
+///   its front is built, so a sweep compares like with like.
+/// - **reactive microlith**: one instance per service, which it cannot
+///   scale out (ch. 5): `nodes` has no effect; its throughput stays that
+///   of its single instances.
+///
+/// `None` (the default) builds every architecture as its own settings say.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Topology {
+    /// The scale-out number, if given.
+    pub nodes: Option<u32>,
+}
+
+/// The costs of scaling out, for the microsystem's stateless processing
+/// instances (Reactive Microsystems, ch. 5, Amdahl and the Universal
+/// Scalability Law). Both are off by default.
+///
+/// - **Contention** (`serial`): after its parallel work on its instance,
+///   each request passes a serialised section, a single lock holder on a
+///   node of its own with one core (role `lock`), which spends `serial` of
+///   CPU on it while the others queue. The lock's one core is what the
+///   serial fraction of the Amdahl and USL fits measures.
+/// - **Coherency** (`invalidation`): while holding the lock, the request's
+///   change is broadcast as a cache invalidation to every other processing
+///   instance, and the lock is released only once all of them have
+///   acknowledged; the lock holder spends `invalidation` of CPU on each
+///   acknowledgement. The lock is thus held longer the more peers there
+///   are, and total throughput falls past a peak: that is the USL's
+///   coherency term. It needs `serial`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Scaling {
+    /// CPU time of the serialised section per request; `None`: no lock.
+    pub serial: Option<Dist>,
+    /// CPU time the lock holder spends per peer's acknowledgement of an
+    /// invalidation; `None`: no broadcast.
+    pub invalidation: Option<Dist>,
 }
 
 /// A fault in a scenario, aimed at a role rather than a node id, so the
@@ -438,6 +510,8 @@ impl Scenario {
                 cpu: Dist::constant(ms(1)),
                 cores: 4,
             },
+            topology: Topology::default(),
+            scaling: Scaling::default(),
             faults: Vec::new(),
             expectations: Vec::new(),
             expected_violations: BTreeMap::new(),

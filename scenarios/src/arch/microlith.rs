@@ -9,8 +9,21 @@
 //! |---|---|---|
 //! | `orders`, `inventory`, `payments`, `shipping` | the service's name | one [`Service`] each; a thread pool of `microlith.threads` with a wait line of [`THREAD_QUEUE_PER_THREAD`] × threads; a connection pool of `microlith.connections`; `microlith.cores` cores |
 //! | `orders-db`, ... (or one `database` with `microlith.shared_database`) | `database` | one [`Database`] each; `microlith.cores` cores (the scenario has no setting of its own for database nodes); `microlith.connections` sessions, so a shared database also shares its sessions among the four services |
+//! | `front` (only with `topology.nodes`) | `front` | the round-robin [`Front`] over the replicas' Orders services |
 //! | `gateway` | `gateway` | the external payment gateway (shared part) |
 //! | `clients` | none | the customers (shared part) |
+//!
+//! # Scaling out (`[topology] nodes`)
+//!
+//! Scaling one service of a microlith means scaling all of them
+//! (Reactive Microsystems, ch. 2). With `topology.nodes = N`, the world
+//! has N replicas of the four services (nodes `orders-0`, `inventory-0`,
+//! ..., each with its own pools; every replica's nodes play the service's
+//! role) behind a round-robin [`Front`], and all replicas share the
+//! database(s) above: their cores and sessions (`microlith.connections`,
+//! with a wait line grown to the N replicas' pools) are the serialised
+//! section, so throughput flattens once the database saturates. Without
+//! it the single microlith is built exactly as before.
 //!
 //! # The order flow
 //!
@@ -74,10 +87,12 @@
 //! ledger is the truth about money.
 
 pub mod database;
+pub mod front;
 pub mod protocol;
 pub mod service;
 
 pub use database::{Database, DatabaseConfig, Schemas, Tables};
+pub use front::Front;
 pub use protocol::{CallResult, MicrolithMsg, Query, Refusal, ServiceRequest};
 pub use service::{Peers, Service, ServiceConfig, ServiceKind, Stage};
 
@@ -161,6 +176,10 @@ impl MicrolithWorld {
             sim.set_trace_sink(sink);
         }
         let mut roles = Roles::new();
+        // `[topology] nodes`: that many replicas of the whole microlith,
+        // sharing the databases; `None`: the single microlith, as before.
+        let replicas = scenario.topology.nodes;
+        let replica_count = replicas.unwrap_or(1).max(1);
 
         // The databases: one per service, or one shared by all four.
         let layout: Vec<(&str, Schemas, u32)> = if settings.shared_database {
@@ -184,7 +203,7 @@ impl MicrolithWorld {
                     capacity: settings.connections,
                     // Every waiting query holds a client connection, so the
                     // line never exceeds the clients' pools together.
-                    queue_max: Some(settings.connections * clients),
+                    queue_max: Some(settings.connections * clients * replica_count),
                 },
             );
             let config = DatabaseConfig {
@@ -214,7 +233,62 @@ impl MicrolithWorld {
 
         let gateway = harness::add_gateway(&mut sim, scenario, &mut roles);
 
-        // The services, each calling only services built before it.
+        // The services, each calling only services built before it; with
+        // replicas, a full set per replica, each set calling only its own.
+        let mut services = BTreeMap::new();
+        let mut entry_points = Vec::new();
+        for replica in 0..replica_count {
+            let built = Self::build_services(
+                &mut sim,
+                scenario,
+                &mut roles,
+                gateway,
+                &database_for,
+                replicas.map(|_| replica),
+            );
+            entry_points.push(built[&ServiceKind::Orders].process);
+            if replica == 0 {
+                services = built;
+            }
+        }
+
+        let entry = match replicas {
+            None => entry_points[0],
+            Some(_) => {
+                let node = sim.add_node(NodeConfig::new("front").cores(1));
+                roles.entry("front".to_string()).or_default().push(node);
+                sim.spawn(node, "front", move || Front::new(entry_points.clone()))
+            }
+        };
+        let clients = harness::add_clients(&mut sim, scenario, seed, entry);
+        let (schedule, not_applicable) = harness::fault_schedule(scenario, &roles);
+        sim.schedule_faults(&schedule);
+        MicrolithWorld {
+            sim,
+            scenario: scenario.clone(),
+            seed,
+            clients,
+            gateway,
+            services,
+            databases,
+            not_applicable,
+        }
+    }
+
+    /// One set of the four services, calling each other and the given
+    /// databases. `replica`: its index when the microlith is replicated
+    /// (node names then end in `-index`; every replica's nodes play the
+    /// service's role), `None` for the single microlith.
+    fn build_services(
+        sim: &mut Sim<MicrolithMsg>,
+        scenario: &Scenario,
+        roles: &mut Roles,
+        gateway: ProcessId,
+        database_for: &dyn Fn(ServiceKind) -> ProcessId,
+        replica: Option<u32>,
+    ) -> BTreeMap<ServiceKind, ServiceParts> {
+        let settings = &scenario.microlith;
+        // Each service calls only services built before it.
         let mut peers = Peers {
             inventory: EXTERNAL,
             payments: EXTERNAL,
@@ -224,9 +298,12 @@ impl MicrolithWorld {
         };
         let mut services = BTreeMap::new();
         for kind in SERVICES {
-            let name = kind.name();
-            let node = sim.add_node(NodeConfig::new(name).cores(settings.cores));
-            roles.entry(name.to_string()).or_default().push(node);
+            let name = match replica {
+                None => kind.name().to_string(),
+                Some(index) => format!("{}-{index}", kind.name()),
+            };
+            let node = sim.add_node(NodeConfig::new(name.clone()).cores(settings.cores));
+            roles.entry(kind.name().to_string()).or_default().push(node);
             let threads = sim.add_resource(
                 node,
                 ResourceConfig {
@@ -252,10 +329,10 @@ impl MicrolithWorld {
                 connections,
                 cpu: settings.cpu.clone(),
                 call_timeout: settings.call_timeout,
-                products: workload.products,
+                products: scenario.workload.products,
                 peers: Peers { database, ..peers },
             };
-            let process = sim.spawn(node, name, move || Service::new(config.clone()));
+            let process = sim.spawn(node, name.clone(), move || Service::new(config.clone()));
             match kind {
                 ServiceKind::Inventory => peers.inventory = process,
                 ServiceKind::Payments => peers.payments = process,
@@ -265,20 +342,7 @@ impl MicrolithWorld {
             services.insert(kind, ServiceParts { process, node, threads, connections, database });
         }
 
-        let orders = services[&ServiceKind::Orders].process;
-        let clients = harness::add_clients(&mut sim, scenario, seed, orders);
-        let (schedule, not_applicable) = harness::fault_schedule(scenario, &roles);
-        sim.schedule_faults(&schedule);
-        MicrolithWorld {
-            sim,
-            scenario: scenario.clone(),
-            seed,
-            clients,
-            gateway,
-            services,
-            databases,
-            not_applicable,
-        }
+        services
     }
 
     /// The engine.
@@ -291,7 +355,8 @@ impl MicrolithWorld {
         &mut self.sim
     }
 
-    /// A service's process and pools.
+    /// A service's process and pools (the first replica's when `topology.nodes`
+    /// replicates the microlith).
     pub fn service(&self, kind: ServiceKind) -> ServiceParts {
         self.services[&kind]
     }
@@ -301,7 +366,8 @@ impl MicrolithWorld {
         &self.databases
     }
 
-    /// What a service's jobs are waiting on now (empty while it is down).
+    /// What a service's jobs are waiting on now (empty while it is down; the
+    /// first replica's when replicated).
     pub fn threads_blocked_on(&self, kind: ServiceKind) -> BTreeMap<&'static str, usize> {
         self.sim
             .process_state::<Service>(self.services[&kind].process)

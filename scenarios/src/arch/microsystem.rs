@@ -6,7 +6,8 @@
 //! | node | processes | role |
 //! |---|---|---|
 //! | `edge` | [`FrontDoor`] (the customers' entry point), the service [`Registry`] | `edge` |
-//! | `processing-i` (× `instances`) | one stateless [`Processing`] instance | `processing` |
+//! | `processing-i` (× `instances`, or `topology.nodes` when given) | one stateless [`Processing`] instance | `processing` |
+//! | `lock` (only with `[scaling] serial`) | the [`SerialSection`]: a single-core lock every valid order passes, with optional invalidation broadcasts to the other instances | `lock` |
 //! | `event-log` | one [`LogStore`] per Orders shard: the authoritative event logs and the fencing point | `database` |
 //! | `orders-j` (× `nodes`) | [`OrdersReplica`]s: shard `s`'s active on node `s mod nodes`, its passive on the next | `orders`; the node of shard 0's active is also `orders-active`, of its passive `orders-passive` |
 //! | `inventory`, `payments`, `shipping` | the saga's participants ([`InventoryService`], [`PaymentsService`], [`ShippingService`]) | `inventory`, `payments`, `shipping` |
@@ -38,6 +39,18 @@
 //! the gateway (73 ms with the default scenario's 1 ms links, 1 ms of CPU
 //! and a 50 ms gateway); nothing else costs time, because every sync is
 //! instant (nodes fsync in zero time) and no queue forms at moderate load.
+//!
+//! # Scaling out (`[topology]`, `[scaling]`)
+//!
+//! `topology.nodes` sets the number of processing instances; the stateful
+//! part keeps its settings, because it spends no modelled CPU (its cost
+//! is latency), so it is not what limits a sweep of the stateless part.
+//! `[scaling]` adds the costs of scaling out (Reactive Microsystems, ch. 5,
+//! Amdahl and the USL): with `serial`, a valid order passes the
+//! [`SerialSection`] after its instance's CPU work and before the
+//! coordinator sees it (contention); with `invalidation` too, the lock is
+//! held until every other instance has acknowledged an invalidation
+//! (coherency). See [`SerialSection`] for the model.
 //!
 //! # Made to carry a thousand orders a second
 //!
@@ -89,6 +102,7 @@
 
 mod codec;
 mod front;
+mod lock;
 mod message;
 mod orders;
 mod read_model;
@@ -96,6 +110,7 @@ mod saga;
 mod services;
 
 pub use front::{FrontDoor, Processing, ProcessingConfig};
+pub use lock::{SerialSection, SerialSectionConfig};
 pub use message::{Internal, Msg, Task};
 pub use orders::{OrdersReplica, OrdersShard, ShardEvent};
 pub use read_model::{StatusBatch, StatusView};
@@ -331,6 +346,8 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         FrontDoor::new(registry, Balancer::new(strategy), FRONT_DOOR_WAITING_MAX, detection);
     let front_door = sim.spawn(edge, "front-door", move || front_door_value.clone());
     supervised.entry(edge).or_default().extend([registry, front_door]);
+    let instances = scenario.topology.nodes.unwrap_or(settings.instances).max(1);
+    let serial_section = add_serial_section(sim, scenario, roles, instances);
     let processing_config = ProcessingConfig {
         coordinator,
         catalogue_size: scenario.workload.products,
@@ -339,8 +356,10 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         give_up: settings.step_timeout,
         in_flight_max: PROCESSING_IN_FLIGHT_MAX,
         sweep_interval: SWEEP_INTERVAL,
+        serial_section,
     };
-    for index in 0..settings.instances.max(1) {
+    let first_instance = ProcessId(sim.process_count() as u32);
+    for index in 0..instances {
         let node = add_node(sim, format!("processing-{index}"));
         role(roles, "processing", node);
         let registration = Registration::new(
@@ -352,6 +371,7 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         .expect("a valid registration");
         let value = Processing::new(processing_config.clone(), registration);
         let id = sim.spawn(node, format!("processing-{index}"), move || value.clone());
+        assert_eq!(id, ProcessId(first_instance.0 + index), "instance ids are known in advance");
         supervised.entry(node).or_default().push(id);
     }
 
@@ -379,6 +399,28 @@ fn build(sim: &mut Sim<Msg>, scenario: &Scenario, roles: &mut Roles, gateway: Pr
         projection: (projection, broker_node),
         coordinator,
     }
+}
+
+/// The serialised section of `[scaling]`, if the scenario has one: a lock
+/// holder on a node of its own with one core (role `lock`), told the
+/// processing instances that will be spawned right after it (ids
+/// consecutive from the next one), for its invalidation broadcasts.
+fn add_serial_section(
+    sim: &mut Sim<Msg>,
+    scenario: &Scenario,
+    roles: &mut Roles,
+    instances: u32,
+) -> Option<ProcessId> {
+    let serial = scenario.scaling.serial.clone()?;
+    let node = sim.add_node(NodeConfig::new("lock").cores(1));
+    roles.entry("lock".to_string()).or_default().push(node);
+    let first_instance = sim.process_count() as u32 + 1;
+    let config = SerialSectionConfig {
+        serial,
+        invalidation: scenario.scaling.invalidation.clone(),
+        instances: (0..instances).map(|index| ProcessId(first_instance + index)).collect(),
+    };
+    Some(sim.spawn(node, "lock", move || SerialSection::new(config.clone())))
 }
 
 fn initial_stock(scenario: &Scenario) -> Inventory {

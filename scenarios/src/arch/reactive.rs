@@ -43,6 +43,10 @@
 //!   grow for as long as the overload lasts.
 //! - **Timeouts, retries, breaker.** See [`payments`].
 //!
+//! `[topology] nodes` has no effect here: with one instance per service it
+//! has nothing to scale out (ch. 5), so a sweep of the number of nodes
+//! shows the flat line of what its single instances carry.
+//!
 //! What it still cannot do: scale a service out, or keep a service
 //! available while its single instance is down. And backpressure stops at
 //! the broker: the front door refuses work only when Orders itself is

@@ -1,5 +1,5 @@
-//! The customers: they place orders (open loop at the workload's times, or
-//! closed loop with think times), wait for the answer up to a timeout, and
+//! The customers: they place orders (open loop at the workload's times,
+//! closed loop with think times, or closed loop in rounds), wait for the answer up to a timeout, and
 //! keep a record of every request, which is the client's view of
 //! availability and latency.
 
@@ -28,7 +28,21 @@ pub enum ClientsConfig {
         /// No new order after this time.
         until: SimTime,
     },
+    /// `users` users acting in step: each round all of them place an
+    /// order at once; once every order of the round has ended, the next
+    /// round follows after one think time.
+    Rounds {
+        /// How many.
+        users: u32,
+        /// Mean pause between rounds.
+        think_time: SimDuration,
+        /// No new round after this time.
+        until: SimTime,
+    },
 }
+
+/// The user index a think timer carries for "start the next round".
+const NEXT_ROUND: u32 = u32::MAX;
 
 /// One customer request and what became of it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -76,6 +90,8 @@ pub struct Clients<M> {
     requests: Vec<Request>,
     /// Open requests: order to (index in `requests`, timeout timer, user).
     open: BTreeMap<OrderId, (usize, TimerId, u32)>,
+    /// In rounds: orders of the current round not ended yet.
+    round_open: u32,
     _message: std::marker::PhantomData<M>,
 }
 
@@ -95,6 +111,7 @@ impl<M: Carry<Edge>> Clients<M> {
             next_arrival: 0,
             requests: Vec::new(),
             open: BTreeMap::new(),
+            round_open: 0,
             _message: std::marker::PhantomData,
         }
     }
@@ -134,13 +151,34 @@ impl<M: Carry<Edge>> Clients<M> {
     }
 
     fn think(&mut self, ctx: &mut Ctx<'_, M>, user: u32) {
-        if let ClientsConfig::Closed { think_time, until, .. } = &self.config {
-            if Self::now(ctx) >= *until {
-                return;
+        let (think_time, until, user) = match &self.config {
+            ClientsConfig::Open { .. } => return,
+            ClientsConfig::Closed { think_time, until, .. } => (*think_time, *until, user),
+            ClientsConfig::Rounds { think_time, until, .. } => {
+                // A user's order ended: the round goes on until all have.
+                if user != NEXT_ROUND {
+                    self.round_open = self.round_open.saturating_sub(1);
+                    if self.round_open > 0 {
+                        return;
+                    }
+                }
+                (*think_time, *until, NEXT_ROUND)
             }
-            let mean = think_time.as_nanos() as f64;
-            let pause = -libm::log(ctx.rng().unit_open_zero()) * mean;
-            ctx.set_timer(SimDuration::from_nanos_f64(pause), TAG_THINK | u64::from(user));
+        };
+        if Self::now(ctx) >= until {
+            return;
+        }
+        let mean = think_time.as_nanos() as f64;
+        let pause = -libm::log(ctx.rng().unit_open_zero()) * mean;
+        ctx.set_timer(SimDuration::from_nanos_f64(pause), TAG_THINK | u64::from(user));
+    }
+
+    /// Every user places an order at once.
+    fn start_round(&mut self, ctx: &mut Ctx<'_, M>) {
+        let ClientsConfig::Rounds { users, .. } = self.config else { return };
+        self.round_open = users;
+        for user in 0..users {
+            self.place(ctx, user);
         }
     }
 }
@@ -154,6 +192,7 @@ impl<M: Carry<Edge>> Process<M> for Clients<M> {
                     self.think(ctx, user);
                 }
             }
+            ClientsConfig::Rounds { .. } => self.think(ctx, NEXT_ROUND),
         }
     }
 
@@ -186,7 +225,11 @@ impl<M: Carry<Edge>> Process<M> for Clients<M> {
             }
             _ => {
                 let user = (tag & !TAG_MASK) as u32;
-                self.place(ctx, user);
+                if user == NEXT_ROUND {
+                    self.start_round(ctx);
+                } else {
+                    self.place(ctx, user);
+                }
             }
         }
     }

@@ -146,6 +146,9 @@ pub struct ProcessingConfig {
     /// How often unanswered hand-offs are checked (one periodic tick
     /// rather than a timer per request).
     pub sweep_interval: SimDuration,
+    /// The serialised section every valid request passes before it is
+    /// handed on (`[scaling]`, see [`super::SerialSection`]); `None`: none.
+    pub serial_section: Option<ProcessId>,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +237,12 @@ impl Process<Msg> for Processing {
                 let cpu = self.config.cpu.sample(ctx.rng());
                 ctx.spend_cpu(cpu, order.0);
             }
+            Internal::Serialized { order } => self.ask(ctx, order),
+            Internal::Invalidate { order } => {
+                // Dropping a cache entry costs this instance nothing worth
+                // modelling; the lock holder pays per acknowledgement.
+                ctx.send(from, Msg::Internal(Internal::Invalidated { order }));
+            }
             Internal::OrderAccepted { order } => self.done(ctx, order),
             Internal::OrderRefused { order } => {
                 if let Some(in_flight) = self.in_flight.get(&order) {
@@ -249,7 +258,10 @@ impl Process<Msg> for Processing {
         let order = OrderId(tag);
         let Some(in_flight) = self.in_flight.get(&order) else { return };
         match validate(&in_flight.request, self.config.catalogue_size) {
-            Ok(()) => self.ask(ctx, order),
+            Ok(()) => match self.config.serial_section {
+                Some(lock) => ctx.send(lock, Msg::Internal(Internal::Serialize { order })),
+                None => self.ask(ctx, order),
+            },
             Err(_) => {
                 ctx.count("microsystem.invalid_requests", 1);
                 answer_failed(ctx, in_flight.client, order);

@@ -179,6 +179,29 @@ pub enum Internal {
         /// The order.
         order: OrderId,
     },
+    /// Processing instance to the lock holder (`[scaling]`): run this
+    /// order's serialised section.
+    Serialize {
+        /// The order.
+        order: OrderId,
+    },
+    /// Lock holder to processing instance: the order's serialised section
+    /// is done and the lock released.
+    Serialized {
+        /// The order.
+        order: OrderId,
+    },
+    /// Lock holder to a peer processing instance: drop what you cached
+    /// about this order's change (coherency).
+    Invalidate {
+        /// The order.
+        order: OrderId,
+    },
+    /// Peer processing instance to lock holder: invalidated.
+    Invalidated {
+        /// The order.
+        order: OrderId,
+    },
 }
 
 impl Internal {
@@ -209,6 +232,10 @@ impl Internal {
             Internal::ShipProducts { .. } => "ShipProducts",
             Internal::ProductsShipped { .. } => "ProductsShipped",
             Internal::ShipRefused { .. } => "ShipRefused",
+            Internal::Serialize { .. } => "Serialize",
+            Internal::Serialized { .. } => "Serialized",
+            Internal::Invalidate { .. } => "Invalidate",
+            Internal::Invalidated { .. } => "Invalidated",
         }
     }
 
@@ -251,6 +278,10 @@ impl Internal {
             Internal::ShipProducts { order } => (14, order.0, 0),
             Internal::ProductsShipped { order } => (15, order.0, 0),
             Internal::ShipRefused { order } => (16, order.0, 0),
+            Internal::Serialize { order } => (18, order.0, 0),
+            Internal::Serialized { order } => (19, order.0, 0),
+            Internal::Invalidate { order } => (20, order.0, 0),
+            Internal::Invalidated { order } => (21, order.0, 0),
         };
         mix(mix(code ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ b)
     }
