@@ -124,8 +124,8 @@ fn point_error(
     }
 }
 
-/// Writes `DIR/<scenario>-scaling.svg` (and `.png` when the chart backend
-/// has one) through a temporary file and a rename.
+/// Writes `DIR/<scenario>-scaling.svg` and `.png`, each through a
+/// temporary file and a rename.
 fn write_chart(report: &SweepReport, dir: &Path) -> Result<()> {
     let chart = visualize::charts::scaling::ScalingChart::from_report(report);
     // A scenario's name is free text; the file name keeps only what is safe.
@@ -147,11 +147,7 @@ fn write_chart(report: &SweepReport, dir: &Path) -> Result<()> {
             }
             Err(error) => {
                 let _ = std::fs::remove_file(&temporary);
-                if extension == "svg" {
-                    bail!("{error}");
-                }
-                // PNG needs the bitmap backend; the SVG is written either way.
-                eprintln!("note: no PNG chart: {error}");
+                bail!("{error}");
             }
         }
     }
