@@ -44,7 +44,12 @@ pub fn run(args: &SweepArgs) -> Result<ExitCode> {
     let total = points.len() * architectures.len() * spec.seeds as usize;
     if !args.json {
         let last = scenario.seed + u64::from(spec.seeds) - 1;
-        eprintln!("seeds={}..={last} per point, {total} runs on {jobs} threads", scenario.seed);
+        let seeds = if last == scenario.seed {
+            format!("seed {last}")
+        } else {
+            format!("seeds {} to {last}", scenario.seed)
+        };
+        eprintln!("{seeds} at each point: {total} runs on {jobs} threads");
     }
     let bar = RunsBar::new(total);
     let runs = sweep::run_all(&points, &architectures, spec.seeds, jobs, &|done| bar.set(done));
