@@ -417,7 +417,9 @@ impl OrderSagas {
     /// durable.
     fn sync_then_act(&mut self, ctx: &mut Ctx<'_, Msg>, orders: Vec<OrderId>) {
         if !self.buffer.is_empty() {
-            ctx.append(LOG, std::mem::take(&mut self.buffer));
+            // Storage copies the bytes; the buffer is kept for next time.
+            ctx.append(LOG, &self.buffer);
+            self.buffer.clear();
         }
         let tag = self.next_tag;
         self.next_tag += 1;

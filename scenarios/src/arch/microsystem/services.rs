@@ -52,7 +52,10 @@ impl Replies {
     /// they (and everything before them) are durable.
     fn after_sync(&mut self, ctx: &mut Ctx<'_, Msg>, log: &str, to: ProcessId, message: Msg) {
         if !self.records.is_empty() {
-            ctx.append(log, std::mem::take(&mut self.records));
+            // Storage copies the bytes; the buffer is kept for the next
+            // records (no allocation per write).
+            ctx.append(log, &self.records);
+            self.records.clear();
         }
         let tag = self.next_tag;
         self.next_tag += 1;
@@ -63,7 +66,10 @@ impl Replies {
     /// Writes the records so far to `log` without answering anyone.
     fn flush(&mut self, ctx: &mut Ctx<'_, Msg>, log: &str) {
         if !self.records.is_empty() {
-            ctx.append(log, std::mem::take(&mut self.records));
+            // Storage copies the bytes; the buffer is kept for the next
+            // records (no allocation per write).
+            ctx.append(log, &self.records);
+            self.records.clear();
         }
     }
 
