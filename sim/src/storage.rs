@@ -14,6 +14,10 @@ pub struct Storage {
     /// (no string copies on the sync path).
     index: BTreeMap<String, usize>,
     logs: Vec<Log>,
+    /// Buffers of completed sync marks, reused by the next marks: a busy
+    /// node syncs several times per request, and a mark would otherwise
+    /// allocate every time.
+    spare_marks: Vec<Vec<usize>>,
 }
 
 /// One log, stored flat: every record's bytes back to back in one buffer
@@ -243,17 +247,21 @@ impl Storage {
     }
 
     /// Notes how far each log reaches now, for a sync that completes later.
-    pub(crate) fn mark(&self) -> SyncMark {
-        SyncMark { lengths: self.logs.iter().map(Log::len).collect() }
+    pub(crate) fn mark(&mut self) -> SyncMark {
+        let mut lengths = self.spare_marks.pop().unwrap_or_default();
+        lengths.clear();
+        lengths.extend(self.logs.iter().map(Log::len));
+        SyncMark { lengths }
     }
 
     /// Completes a sync: everything up to `mark` is durable.
-    pub(crate) fn complete(&mut self, mark: &SyncMark) {
+    pub(crate) fn complete(&mut self, mark: SyncMark) {
         for (log, length) in self.logs.iter_mut().zip(&mark.lengths) {
             // A crash between mark and completion truncated the log
             // already; never claim more than exists.
             log.synced = log.synced.max((*length).min(log.len()));
         }
+        self.spare_marks.push(mark.lengths);
     }
 
     /// Loses every unsynced record, as a crash does; returns how many.
@@ -278,7 +286,7 @@ mod tests {
         storage.append("orders", b"b");
         let mark = storage.mark();
         storage.append("orders", b"c");
-        storage.complete(&mark);
+        storage.complete(mark);
         assert_eq!(storage.synced_len("orders"), 2);
         assert_eq!(storage.read("orders").len(), 3, "unsynced writes are readable");
         assert_eq!(storage.crash(), 1);
@@ -291,7 +299,8 @@ mod tests {
         for byte in [1u8, 2, 3] {
             storage.append("log", &[byte]);
         }
-        storage.complete(&storage.mark());
+        let mark = storage.mark();
+        storage.complete(mark);
         storage.append("log", &[4]);
         assert_eq!(storage.truncate_front("log", 2), 2);
         assert_eq!(storage.synced_len("log"), 1);
@@ -306,7 +315,7 @@ mod tests {
         storage.append("log", b"x");
         let mark = storage.mark();
         assert_eq!(storage.crash(), 1);
-        storage.complete(&mark);
+        storage.complete(mark);
         assert_eq!(storage.synced_len("log"), 0);
         assert!(storage.read("log").is_empty());
     }

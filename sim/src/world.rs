@@ -805,7 +805,7 @@ impl<M: Message> Sim<M> {
                 if state.epoch != epoch {
                     return;
                 }
-                state.storage.complete(&mark);
+                state.storage.complete(mark);
                 if !self.core.is_current(process, incarnation) {
                     return;
                 }

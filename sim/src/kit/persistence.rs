@@ -269,6 +269,10 @@ pub struct EventLog<E> {
     pending_syncs: VecDeque<(u64, u64)>,
     /// Sequence number covered by the newest snapshot (0 if none).
     snapshot_sequence: u64,
+    /// Encoding buffers kept between appends (records are copied into
+    /// storage), so an append allocates nothing once they have grown.
+    scratch: Vec<u8>,
+    scratch_ends: Vec<usize>,
     event: PhantomData<fn() -> E>,
 }
 
@@ -339,6 +343,8 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
             synced_sequence,
             pending_syncs: VecDeque::new(),
             snapshot_sequence,
+            scratch: Vec::new(),
+            scratch_ends: Vec::new(),
             event: PhantomData,
         })
     }
@@ -397,18 +403,20 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
         let first = self.last_sequence + 1;
         // Encode everything first, so that a failure appends nothing; one
         // buffer for the lot, cut into records by their end offsets.
-        let mut bytes = Vec::with_capacity(64 * events.len());
-        let mut ends = Vec::with_capacity(events.len());
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.clear();
+        self.scratch_ends.clear();
         for (offset, event) in events.iter().enumerate() {
             let sequence = first + offset as u64;
             bytes = encode_onto(&StoredEvent { sequence, event }, bytes)?;
-            ends.push(bytes.len());
+            self.scratch_ends.push(bytes.len());
         }
         let mut start = 0;
-        for end in ends {
-            ctx.append(&self.events_log, &bytes[start..end]);
-            start = end;
+        for end in &self.scratch_ends {
+            ctx.append(&self.events_log, &bytes[start..*end]);
+            start = *end;
         }
+        self.scratch = bytes;
         self.last_sequence += events.len() as u64;
         if !events.is_empty() {
             ctx.trace(

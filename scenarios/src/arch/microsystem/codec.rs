@@ -18,13 +18,6 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A record starting with `tag`.
-    pub fn new(tag: u8) -> Writer {
-        let mut bytes = Vec::with_capacity(24);
-        bytes.push(tag);
-        Writer { bytes }
-    }
-
     /// Continues `bytes` (records are appended one after another; the next
     /// byte written is the new record's tag).
     pub fn onto(bytes: Vec<u8>) -> Writer {
@@ -198,8 +191,8 @@ mod tests {
             Line { product: ProductId(3), quantity: 2, unit_price_cents: 999 },
             Line { product: ProductId(7), quantity: 1, unit_price_cents: 5 },
         ];
-        let mut bytes = Writer::new(9).u8(4).u32(77).u64(1 << 40).i64(-5).lines(&lines).finish();
-        bytes.extend(Writer::new(2).u64(3).finish());
+        let bytes = Writer::onto(Vec::new()).u8(9).u8(4).u32(77).u64(1 << 40).i64(-5).lines(&lines);
+        let bytes = Writer::onto(bytes.finish()).u8(2).u64(3).finish();
         let mut reader = Reader::over(&bytes);
         assert_eq!(reader.u8(), 9);
         assert_eq!((reader.u8(), reader.u32(), reader.u64(), reader.i64()), (4, 77, 1 << 40, -5));

@@ -43,9 +43,12 @@ struct Replies {
 }
 
 impl Replies {
-    /// Adds a record (several can follow one another).
-    fn record(&mut self, bytes: &[u8]) {
-        self.records.extend_from_slice(bytes);
+    /// Adds a record (several can follow one another), written straight
+    /// onto the records kept so far: `build` gets a writer whose next byte
+    /// is the new record's tag.
+    fn record(&mut self, build: impl FnOnce(Writer) -> Writer) {
+        let records = std::mem::take(&mut self.records);
+        self.records = build(Writer::onto(records)).finish();
     }
 
     /// Writes the records so far to `log`, and sends `message` to `to` once
@@ -87,17 +90,18 @@ fn saga(order: OrderId) -> SagaId {
 const LEDGER_RECORD: u8 = 100;
 
 fn ledger_record(
+    writer: Writer,
     order: OrderId,
     step: u32,
     outcome: StepOutcome,
     reason: Option<CancelReason>,
-) -> Vec<u8> {
-    Writer::new(LEDGER_RECORD)
+) -> Writer {
+    writer
+        .u8(LEDGER_RECORD)
         .u64(order.0)
         .u32(step)
         .u8(outcome_code(outcome))
         .u8(reason.map_or(u8::MAX, reason_code))
-        .finish()
 }
 
 fn read_ledger(reader: &mut Reader<'_>) -> (OrderId, u32, StepOutcome, Option<CancelReason>) {
@@ -177,27 +181,26 @@ impl InventoryService {
     }
 
     fn record(&mut self, ctx: &mut Ctx<'_, Msg>, event: &InventoryEvent) {
-        let bytes = match event {
+        match event {
             InventoryEvent::ProductsReserved { order, lines } => {
                 ctx.record("ProductsReserved", order.0);
-                Writer::new(RESERVED).u64(order.0).lines(lines).finish()
+                self.replies.record(|w| w.u8(RESERVED).u64(order.0).lines(lines));
             }
             InventoryEvent::ReservationReleased { order } => {
                 ctx.record("ReservationReleased", order.0);
-                Writer::new(RELEASED).u64(order.0).finish()
+                self.replies.record(|w| w.u8(RELEASED).u64(order.0));
             }
             InventoryEvent::ProductsShipped { order } => {
                 ctx.record("ProductsShipped", order.0);
-                Writer::new(SHIPPED).u64(order.0).finish()
+                self.replies.record(|w| w.u8(SHIPPED).u64(order.0));
             }
-        };
-        self.replies.record(&bytes);
+        }
         self.inventory.evolve(event);
     }
 
     fn remember(&mut self, order: OrderId, outcome: StepOutcome) {
         self.ledger.record(saga(order), STEP_RESERVE, outcome);
-        self.replies.record(&ledger_record(order, STEP_RESERVE, outcome, None));
+        self.replies.record(|w| ledger_record(w, order, STEP_RESERVE, outcome, None));
     }
 
     fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
@@ -371,7 +374,7 @@ impl PaymentsService {
         if let Some(reason) = reason {
             self.reasons.insert(order, reason);
         }
-        self.replies.record(&ledger_record(order, STEP_PAY, outcome, reason));
+        self.replies.record(|w| ledger_record(w, order, STEP_PAY, outcome, reason));
     }
 
     fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
@@ -428,14 +431,14 @@ impl PaymentsService {
                 };
                 self.charging.insert(order, charging);
                 // Write ahead: the charge is in the log before it leaves.
-                let record = Writer::new(CHARGE_SENT)
-                    .u64(order.0)
-                    .u64(request)
-                    .u32(from.0)
-                    .u64(amount_cents)
-                    .u8(card_code(card))
-                    .finish();
-                self.replies.record(&record);
+                self.replies.record(|w| {
+                    w.u8(CHARGE_SENT)
+                        .u64(order.0)
+                        .u64(request)
+                        .u32(from.0)
+                        .u64(amount_cents)
+                        .u8(card_code(card))
+                });
                 let charge = self.charge(ctx, order);
                 self.replies.after_sync(ctx, PAYMENTS_LOG, self.gateway, charge);
             }
@@ -745,7 +748,7 @@ impl ShippingService {
 
     fn remember(&mut self, order: OrderId, outcome: StepOutcome) {
         self.ledger.record(saga(order), STEP_SHIP, outcome);
-        self.replies.record(&ledger_record(order, STEP_SHIP, outcome, None));
+        self.replies.record(|w| ledger_record(w, order, STEP_SHIP, outcome, None));
     }
 
     fn reply(&mut self, ctx: &mut Ctx<'_, Msg>, to: ProcessId, message: Internal) {
@@ -784,7 +787,7 @@ impl Process<Msg> for ShippingService {
                 let command = ShippingCommand::ShipOrder { order };
                 for event in self.shipping.decide(&command).unwrap_or_default() {
                     ctx.record("ParcelSent", order.0);
-                    self.replies.record(&Writer::new(PARCEL_SENT).u64(order.0).finish());
+                    self.replies.record(|w| w.u8(PARCEL_SENT).u64(order.0));
                     self.shipping.evolve(&event);
                 }
                 self.remember(order, StepOutcome::Executed);
