@@ -10,31 +10,23 @@ use scenarios::timeline::{
     Percentiles, QueueKind, QueueSeries, Timeline,
 };
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use visualize::charts::render_svg_string;
 use visualize::charts::timeline::{TimelineChart, TimelineKind};
+
+use crate::support::rlab;
+
+fn scratch(name: &str) -> PathBuf {
+    // Charts' tests check that files appear: clear what an earlier run left.
+    let path = crate::support::scratch("charts", name);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&path);
+    path
+}
 
 fn load(name: &str, overrides: &[&str]) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"));
     let overrides: Vec<String> = overrides.iter().map(ToString::to_string).collect();
     scenarios::file::load(&path, &overrides).unwrap_or_else(|errors| panic!("{name}: {errors:?}"))
-}
-
-fn rlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("rlab runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("charts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir_all(&path);
-    path
 }
 
 /// The width and height a PNG's header declares, if `bytes` is a PNG.

@@ -3,20 +3,11 @@
 //! a saved run replayed.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn rlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("rlab runs")
-}
+use crate::support::rlab;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_run");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    crate::support::scratch("cli_run", name)
 }
 
 /// `compare --json` prints one object per architecture with every key the

@@ -3,20 +3,12 @@
 //! and bad input (one line, exit status 2).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn rlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("rlab runs")
-}
+use crate::support::rlab;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sweep");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    crate::support::scratch("sweep", name)
 }
 
 /// A small sweep of every architecture: 3 points × 2 seeds, one simulated

@@ -7,6 +7,7 @@ mod library;
 mod queue;
 mod scaling_models;
 mod scenario_files;
+mod support;
 mod sweep;
 mod tidy;
 mod trace_export;

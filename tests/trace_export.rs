@@ -5,24 +5,15 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 use visualize::export::read::{Trace, read_trace};
 use visualize::export::select::{Filter, select};
 use visualize::export::{Format, export, lamport_svg, shiviz};
 
-fn rlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("rlab runs")
-}
+use crate::support::rlab;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("trace_export");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    crate::support::scratch("trace_export", name)
 }
 
 /// One second of the microsystem on the baseline scenario, traced once for
