@@ -107,7 +107,17 @@ fn bench_json_has_every_row_and_key() {
     let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
     let rows = rows.as_array().expect("a JSON array");
     let names: Vec<&str> = rows.iter().map(|row| row["name"].as_str().expect("a name")).collect();
-    assert_eq!(names, ["ping-pong", "ping-pong-baseline", "mm1", "mixed-traced", "microsystem-16"]);
+    assert_eq!(
+        names,
+        [
+            "ping-pong",
+            "ping-pong-baseline",
+            "mm1",
+            "mixed-traced",
+            "microsystem-16",
+            "sweep-architectures"
+        ]
+    );
     for row in rows {
         for key in ["events", "wall_seconds", "events_per_second", "sim_to_real"] {
             assert!(row[key].is_number(), "{key} in {row}");

@@ -19,11 +19,16 @@
 //! - [`mixed`]: request/response with CPU work, timeouts, lossy and
 //!   duplicating links, storage appends and syncs, a crash, a partition and
 //!   a clock step, with the trace streamed to a sink.
+//! - [`microsystem_orders`]: the order system's 16-node microsystem at
+//!   1,000 orders a second (the order-system issue's speed target).
+//! - [`sweep_architectures`]: the scaling lab's three-architecture sweep,
+//!   across the machine's cores (the scaling issue's speed target).
 
 mod mixed;
 mod mm1;
 mod orders;
 mod ping_pong;
+mod sweep;
 
 pub use mixed::{MIXED_DURATION, MixedConfig, MixedResult, mixed};
 pub use mm1::{Job, MM1_CUSTOMERS, Mm1Result, mm1, mm1_detailed};
@@ -32,6 +37,7 @@ pub use ping_pong::{
     Ball, PING_PONG_DELIVERIES, PING_PONG_LATENCY_MEAN, PING_PONG_PROCESSES, ping_pong,
     ping_pong_baseline, ping_pong_world, run_deliveries,
 };
+pub use sweep::{SWEEP_ARCHITECTURES_PATH, SWEEP_ARCHITECTURES_TOML, sweep_architectures};
 
 use sim::{SimTime, Stream, TraceHash};
 use std::cell::Cell;

@@ -5,7 +5,11 @@
 //! what a reader wants from each:
 //! - `ping-pong` and `ping-pong-baseline`: balls caught (message
 //!   deliveries), so the two rows compare the same unit of work;
-//! - `mm1` and `mixed-traced`: events taken from the engine's queue.
+//! - `mm1`, `mixed-traced` and `microsystem-16`: events taken from the
+//!   engine's queue;
+//! - `sweep-architectures`: events of all its runs together, which run in
+//!   parallel on every core (its wall time is the figure that matters;
+//!   `--scale` shortens every run's arrival window and drain).
 //!
 //! Each workload runs `--repeat` times (workloads interleaved, so drift of
 //! the machine's speed hits all rows alike) and the median wall time is
@@ -28,7 +32,8 @@ const SEED: Seed = Seed(1);
 const PING_PONG: &str = "ping-pong";
 const BASELINE: &str = "ping-pong-baseline";
 const MICROSYSTEM: &str = "microsystem-16";
-const WORKLOADS: [&str; 5] = [PING_PONG, BASELINE, "mm1", "mixed-traced", MICROSYSTEM];
+const SWEEP: &str = "sweep-architectures";
+const WORKLOADS: [&str; 6] = [PING_PONG, BASELINE, "mm1", "mixed-traced", MICROSYSTEM, SWEEP];
 
 /// The amount of work in each workload at a given `--scale`.
 struct Sizes {
@@ -36,6 +41,8 @@ struct Sizes {
     customers: u64,
     mixed: SimDuration,
     orders: SimDuration,
+    /// The sweep's run lengths relative to the shipped file's.
+    sweep: f64,
 }
 
 impl Sizes {
@@ -46,6 +53,7 @@ impl Sizes {
             customers: count(MM1_CUSTOMERS),
             mixed: SimDuration::from_nanos(count(MIXED_DURATION.as_nanos())),
             orders: SimDuration::from_nanos(count(bench::MICROSYSTEM_DURATION.as_nanos())),
+            sweep: scale,
         }
     }
 }
@@ -154,6 +162,11 @@ fn run_once(name: &str, sizes: &Sizes) -> Sample {
             let (result, wall) = timed(|| bench::microsystem_orders(SEED, sizes.orders));
             (result, None, wall)
         }
+        SWEEP => {
+            let jobs = std::thread::available_parallelism().map_or(1, usize::from);
+            let (result, wall) = timed(|| bench::sweep_architectures(jobs, sizes.sweep));
+            (result, None, wall)
+        }
         other => unreachable!("unknown workload {other}"),
     };
     Sample { result, trace_bytes, wall_seconds }
@@ -227,6 +240,12 @@ fn print_table(args: &BenchArgs, rows: &[Row], ratio: Option<f64>) {
     println!(
         "microsystem-16: 16 stateful nodes, 1,000 orders/s, 60 s of arrivals + 5 s drain; sim/real is its speed-up over real time"
     );
+    if rows.iter().any(|row| row.name == SWEEP) {
+        println!(
+            "sweep-architectures: every run of the sweep in {}, on every core; wall_s is the whole sweep's time",
+            bench::SWEEP_ARCHITECTURES_PATH
+        );
+    }
     if let Some(ratio) = ratio {
         println!("ping-pong / baseline = {ratio:.2}x");
     }
