@@ -76,7 +76,7 @@ impl FrontDoor {
 
     fn watch(&self, ctx: &mut Ctx<'_, Msg>) {
         let watch = Discovery::Watch { service: processing_service() };
-        ctx.send(self.registry, Msg::Discovery(watch));
+        ctx.send(self.registry, Msg::Discovery(Box::new(watch)));
     }
 
     fn changed(&mut self, ctx: &mut Ctx<'_, Msg>, instances: Vec<ProcessId>, revision: u64) {
@@ -111,11 +111,13 @@ impl Process<Msg> for FrontDoor {
             Msg::Internal(Internal::Handled { .. }) => {
                 self.balancer.complete(ctx, from);
             }
-            Msg::Discovery(Discovery::Changed { service, instances, revision })
-            | Msg::Discovery(Discovery::Resolved { service, instances, revision })
-                if service == processing_service() =>
-            {
-                self.changed(ctx, instances, revision);
+            Msg::Discovery(discovery) => {
+                if let Discovery::Changed { service, instances, revision }
+                | Discovery::Resolved { service, instances, revision } = *discovery
+                    && service == processing_service()
+                {
+                    self.changed(ctx, instances, revision);
+                }
             }
             _ => {}
         }

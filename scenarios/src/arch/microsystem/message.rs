@@ -22,11 +22,11 @@ pub enum Msg {
     /// The external payment gateway.
     Gateway(GatewayMsg),
     /// Service discovery (registry, registrations, watches).
-    Discovery(Discovery),
+    Discovery(Box<Discovery>),
     /// Active-passive replication of the Orders shards.
     Replication(Replication<ShardEvent>),
     /// The broker carrying order-status changes to the read model.
-    Broker(BrokerMsg<StatusBatch>),
+    Broker(Box<BrokerMsg<StatusBatch>>),
     /// Queries to the read model (the projection's own protocol).
     Projection(ProjectionMsg<OrderId, Option<u8>>),
     /// Between the microsystem's own services.
@@ -374,10 +374,30 @@ macro_rules! carry {
     };
 }
 
+// Broker and discovery messages are the largest (names as strings, record
+// batches, instance lists) and among the rarest: boxed, they no longer set
+// the size every message is moved at (each event
+// moves its message several times between queue, slab and handler).
+macro_rules! carry_boxed {
+    ($inner:ty, $variant:ident) => {
+        impl Carry<$inner> for Msg {
+            fn wrap(inner: $inner) -> Msg {
+                Msg::$variant(Box::new(inner))
+            }
+            fn unwrap(self) -> Result<$inner, Msg> {
+                match self {
+                    Msg::$variant(inner) => Ok(*inner),
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+
 carry!(Edge, Edge);
 carry!(GatewayMsg, Gateway);
-carry!(Discovery, Discovery);
+carry_boxed!(Discovery, Discovery);
 carry!(Replication<ShardEvent>, Replication);
-carry!(BrokerMsg<StatusBatch>, Broker);
+carry_boxed!(BrokerMsg<StatusBatch>, Broker);
 carry!(ProjectionMsg<OrderId, Option<u8>>, Projection);
 carry!(Internal, Internal);

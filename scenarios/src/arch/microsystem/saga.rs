@@ -738,7 +738,7 @@ impl OrderSagas {
     fn watch(&self, ctx: &mut Ctx<'_, Msg>) {
         for service in self.services.keys() {
             let watch = Discovery::Watch { service: service.clone() };
-            ctx.send(self.config.registry, Msg::Discovery(watch));
+            ctx.send(self.config.registry, Msg::Discovery(Box::new(watch)));
         }
     }
 
@@ -905,9 +905,12 @@ impl Process<Msg> for OrderSagas {
                 WriteRejection::NotActive { active } => self.batch_refused(ctx, request, active),
                 _ => self.batch_refused(ctx, request, None),
             },
-            Msg::Discovery(Discovery::Changed { service, instances, revision })
-            | Msg::Discovery(Discovery::Resolved { service, instances, revision }) => {
-                self.registry_changed(ctx, &service, instances, revision);
+            Msg::Discovery(discovery) => {
+                if let Discovery::Changed { service, instances, revision }
+                | Discovery::Resolved { service, instances, revision } = *discovery
+                {
+                    self.registry_changed(ctx, &service, instances, revision);
+                }
             }
             _ => {}
         }
