@@ -672,6 +672,13 @@ impl Tracer {
         self.sink.take()
     }
 
+    /// Whether records go to a sink. Fields the hash does not fold (a
+    /// message's label) are worth computing only then.
+    #[inline(always)]
+    pub(crate) fn recording(&self) -> bool {
+        self.sink.is_some()
+    }
+
     pub(crate) fn hash(&self) -> TraceHash {
         self.hasher.finish()
     }

@@ -19,6 +19,11 @@ use crate::process::{Acquire, Ctx, Mailbox, Message, Process};
 use crate::queue::EventQueue;
 use crate::rng::{Purpose, Seed, Stream};
 use crate::storage::{Storage, SyncMark};
+
+/// The label given to message events that no sink records: the trace hash
+/// does not fold labels (the digest covers content), so computing one for
+/// every message of an unrecorded run would be wasted work.
+const UNRECORDED_LABEL: &str = "";
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{DropReason, TraceEvent, TraceHash, TraceSink, Tracer};
 use serde::Serialize;
@@ -631,7 +636,7 @@ impl<M: Message> Sim<M> {
                 message_id,
                 from: EXTERNAL,
                 to,
-                label: message.label(),
+                label: if core.tracer.recording() { message.label() } else { UNRECORDED_LABEL },
                 digest: message.digest(),
             },
         );
@@ -891,7 +896,11 @@ impl<M: Message> Sim<M> {
                 message_id: envelope.message_id,
                 from: envelope.from,
                 to,
-                label: envelope.message.label(),
+                label: if core.tracer.recording() {
+                    envelope.message.label()
+                } else {
+                    UNRECORDED_LABEL
+                },
             },
         );
         if let Mailbox::Sequential { .. } = core.processes[to.index()].mailbox {
@@ -1366,7 +1375,7 @@ impl<M: Message> Core<M> {
                 message_id,
                 from,
                 to,
-                label: message.label(),
+                label: if self.tracer.recording() { message.label() } else { UNRECORDED_LABEL },
                 digest: message.digest(),
             },
         );
