@@ -1421,26 +1421,9 @@ where
         }
         if let Role::Active { epoch, .. } = self.role {
             let aggregate = self.aggregate();
-            let peers = self.group.replicas.iter().filter(|replica| **replica != self.me).count();
-            if applied.len() <= self.config.batch_max && peers > 0 {
-                // One batch (the usual case): the last peer gets the entries
-                // themselves, the others copies.
-                let mut sent = 0;
+            for chunk in applied.chunks(self.config.batch_max) {
                 for &peer in &self.group.replicas {
-                    if peer == self.me {
-                        continue;
-                    }
-                    sent += 1;
-                    let entries =
-                        if sent == peers { std::mem::take(&mut applied) } else { applied.clone() };
-                    Self::send(ctx, peer, Replication::Replicate { aggregate, epoch, entries });
-                }
-            } else {
-                for chunk in applied.chunks(self.config.batch_max) {
-                    for &peer in &self.group.replicas {
-                        if peer == self.me {
-                            continue;
-                        }
+                    if peer != self.me {
                         let entries = chunk.to_vec();
                         Self::send(ctx, peer, Replication::Replicate { aggregate, epoch, entries });
                     }
