@@ -206,9 +206,8 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
 impl<M: Carry<GatewayMsg>> Process<M> for PaymentGateway<M> {
     fn on_start(&mut self, ctx: &mut Ctx<'_, M>) {
         // Recover the ledger: the storage holds only what was synced.
-        let records: Vec<Vec<u8>> = ctx.read_log(LEDGER).to_vecs();
-        for record in records {
-            if let Ok(event) = serde_json::from_slice::<PaymentEvent>(&record) {
+        for record in ctx.read_log(LEDGER) {
+            if let Ok(event) = serde_json::from_slice::<PaymentEvent>(record) {
                 if let PaymentEvent::PaymentApproved { order, amount_cents } = &event
                     && self.ledger.charged().contains_key(order)
                 {
