@@ -11,14 +11,90 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// All named metrics of a run. Maps are sorted, so iteration and output
-/// order never depend on hashing.
+/// All named metrics of a run. Names are kept sorted, so iteration and
+/// output order never depend on hashing.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     interval: SimDuration,
-    counters: BTreeMap<String, u64>,
-    histograms: BTreeMap<String, Histogram<u64>>,
-    series: BTreeMap<String, Series>,
+    counters: Named<u64>,
+    histograms: Named<Histogram<u64>>,
+    series: Named<Series>,
+}
+
+/// Values by name, sorted by name, with a small cache in front of the
+/// sorted index.
+///
+/// Components count under string literals thousands of times a simulated
+/// second, and a sorted-map search per count was a measurable share of a
+/// large run. A literal has one address for the whole run, so the cache
+/// is indexed by the name's address: a hit costs one comparison of the
+/// name (which is what makes a reused address of a freed, different
+/// string harmless). The cache decides only how fast a value is found,
+/// never which value, so addresses cannot leak into behaviour.
+#[derive(Clone, Debug)]
+struct Named<T> {
+    index: BTreeMap<String, usize>,
+    entries: Vec<(String, T)>,
+    recent: [(usize, usize); RECENT_NAMES],
+}
+
+/// Slots in a [`Named`] cache; a run uses a few dozen names.
+const RECENT_NAMES: usize = 64;
+
+impl<T> Named<T> {
+    fn new() -> Named<T> {
+        Named {
+            index: BTreeMap::new(),
+            entries: Vec::new(),
+            recent: [(0, usize::MAX); RECENT_NAMES],
+        }
+    }
+
+    #[inline]
+    fn recent_slot(name: &str) -> usize {
+        // String data is at least byte-aligned and literals sit close
+        // together; dropping the lowest bits spreads them over the slots.
+        (name.as_ptr() as usize >> 3) % RECENT_NAMES
+    }
+
+    #[inline]
+    fn position(&mut self, name: &str) -> Option<usize> {
+        let slot = Self::recent_slot(name);
+        let (address, position) = self.recent[slot];
+        if address == name.as_ptr() as usize
+            && let Some((known, _)) = self.entries.get(position)
+            && known == name
+        {
+            return Some(position);
+        }
+        let position = *self.index.get(name)?;
+        self.recent[slot] = (name.as_ptr() as usize, position);
+        Some(position)
+    }
+
+    #[inline]
+    fn get_or_insert_with(&mut self, name: &str, make: impl FnOnce() -> T) -> &mut T {
+        let position = match self.position(name) {
+            Some(position) => position,
+            None => {
+                let position = self.entries.len();
+                self.entries.push((name.to_string(), make()));
+                self.index.insert(name.to_string(), position);
+                self.recent[Self::recent_slot(name)] = (name.as_ptr() as usize, position);
+                position
+            }
+        };
+        &mut self.entries[position].1
+    }
+
+    fn get(&self, name: &str) -> Option<&T> {
+        self.index.get(name).map(|&position| &self.entries[position].1)
+    }
+
+    /// Every entry, sorted by name.
+    fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.index.iter().map(|(name, &position)| (name.as_str(), &self.entries[position].1))
+    }
 }
 
 /// Summary statistics of a latency histogram, in nanoseconds.
@@ -62,12 +138,7 @@ impl Metrics {
     /// Empty metrics whose series use buckets of `interval`.
     pub fn new(interval: SimDuration) -> Metrics {
         assert!(interval > SimDuration::ZERO, "metrics interval must be positive");
-        Metrics {
-            interval,
-            counters: BTreeMap::new(),
-            histograms: BTreeMap::new(),
-            series: BTreeMap::new(),
-        }
+        Metrics { interval, counters: Named::new(), histograms: Named::new(), series: Named::new() }
     }
 
     /// The width of one series bucket.
@@ -77,22 +148,14 @@ impl Metrics {
 
     /// Adds to a counter.
     pub fn count(&mut self, name: &str, amount: u64) {
-        match self.counters.get_mut(name) {
-            Some(counter) => *counter += amount,
-            None => {
-                self.counters.insert(name.to_string(), amount);
-            }
-        }
+        *self.counters.get_or_insert_with(name, || 0) += amount;
     }
 
     /// Records a duration in a histogram.
     pub fn observe(&mut self, name: &str, duration: SimDuration) {
-        let histogram = match self.histograms.get_mut(name) {
-            Some(histogram) => histogram,
-            None => self.histograms.entry(name.to_string()).or_insert_with(|| {
-                Histogram::new(3).expect("3 significant digits is a valid precision")
-            }),
-        };
+        let histogram = self.histograms.get_or_insert_with(name, || {
+            Histogram::new(3).expect("3 significant digits is a valid precision")
+        });
         // The histogram grows to fit; only a value beyond what it can ever
         // represent is clamped.
         if histogram.record(duration.as_nanos()).is_err() {
@@ -103,10 +166,7 @@ impl Metrics {
     /// Adds a sample to a series at time `at`.
     pub fn sample(&mut self, name: &str, at: SimTime, value: f64) {
         let index = (at.as_nanos() / self.interval.as_nanos()) as usize;
-        let series = match self.series.get_mut(name) {
-            Some(series) => series,
-            None => self.series.entry(name.to_string()).or_default(),
-        };
+        let series = self.series.get_or_insert_with(name, Series::default);
         if series.buckets.len() <= index {
             series.buckets.resize(index + 1, Bucket::default());
         }
@@ -128,8 +188,8 @@ impl Metrics {
     }
 
     /// All counters, sorted by name.
-    pub fn counters(&self) -> &BTreeMap<String, u64> {
-        &self.counters
+    pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.counters.iter().map(|(name, &value)| (name, value))
     }
 
     /// A histogram's summary, if anything was observed under `name`.
@@ -147,7 +207,7 @@ impl Metrics {
 
     /// Names of all histograms, sorted.
     pub fn histogram_names(&self) -> impl Iterator<Item = &str> {
-        self.histograms.keys().map(String::as_str)
+        self.histograms.iter().map(|(name, _)| name)
     }
 
     /// A series, if anything was sampled under `name`.
@@ -280,6 +340,28 @@ impl TimeWeighted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_found_by_name_not_by_address() {
+        let mut metrics = Metrics::new(SimDuration::from_secs(1));
+        // Freed and reallocated names of one length often share an
+        // address; each must still count under its own name.
+        for round in 0..50u64 {
+            let name = format!("name.{}", round % 7);
+            metrics.count(&name, 1);
+            drop(name);
+            metrics.count("literal", 2);
+        }
+        let counters: Vec<(&str, u64)> = metrics.counters().collect();
+        let mut expected: Vec<(String, u64)> = (0..7u64)
+            .map(|k| (format!("name.{k}"), (0..50).filter(|r| r % 7 == k).count() as u64))
+            .collect();
+        expected.insert(0, ("literal".to_string(), 100));
+        let expected: Vec<(&str, u64)> = expected.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(counters, expected, "sorted by name, each under its own name");
+        assert_eq!(metrics.counter("name.3"), 7);
+        assert_eq!(metrics.counter("missing"), 0);
+    }
 
     #[test]
     fn time_weighted_mean_splits_across_intervals() {
