@@ -30,10 +30,24 @@ const TOMBSTONES_MIN: usize = 64;
 /// A min-queue of payloads keyed by `(SimTime, insertion sequence)`.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Reverse<Key>>,
+    /// Everything but timers: deliveries, completions, wake-ups, mostly
+    /// due within a few milliseconds.
+    soon: Lane,
+    /// Timers, which mostly wait far longer (timeouts, heartbeats). Kept
+    /// apart so the many of them that are pending do not deepen the heap
+    /// that every other event is pushed into and popped from; which lane
+    /// holds a key never changes the order of events, since both lanes
+    /// share one sequence and `pop` takes the smaller of the two fronts.
+    timers: Lane,
     slab: Vec<Option<E>>,
     free: Vec<u32>,
     next_seq: u64,
+}
+
+/// One heap of keys, with its tombstones.
+#[derive(Debug)]
+struct Lane {
+    heap: BinaryHeap<Reverse<Key>>,
     /// Keys in `heap` whose event was removed.
     tombstones: usize,
 }
@@ -47,6 +61,9 @@ pub struct EventQueue<E> {
 struct Key(u128);
 
 const SLOT_BITS: u32 = 24;
+
+/// Set in the handle of an event in the timer lane (slots never reach it).
+const TIMER_HANDLE: u32 = 1 << 31;
 const SEQ_BITS: u32 = 40;
 
 impl Key {
@@ -68,23 +85,85 @@ impl Key {
     }
 }
 
+impl Lane {
+    fn with_capacity(capacity: usize) -> Lane {
+        Lane { heap: BinaryHeap::with_capacity(capacity), tombstones: 0 }
+    }
+
+    #[inline]
+    fn front(&self) -> Option<Key> {
+        self.heap.peek().map(|Reverse(key)| *key)
+    }
+
+    /// Pops tombstones off the top, so the root is always a live event.
+    #[inline]
+    fn bury_top<E>(&mut self, slab: &[Option<E>], free: &mut Vec<u32>) {
+        if self.tombstones == 0 {
+            return;
+        }
+        while let Some(Reverse(key)) = self.heap.peek() {
+            let slot = key.slot();
+            if slab[slot as usize].is_some() {
+                break;
+            }
+            self.heap.pop();
+            free.push(slot);
+            self.tombstones -= 1;
+        }
+    }
+
+    /// Counts one more tombstone, and rebuilds the heap from its live keys
+    /// once they are outnumbered (what pops next depends on the keys
+    /// alone, so this cannot change behaviour).
+    fn bury<E>(&mut self, slab: &[Option<E>], free: &mut Vec<u32>) {
+        self.tombstones += 1;
+        self.bury_top(slab, free);
+        if self.tombstones >= TOMBSTONES_MIN && self.tombstones * 2 > self.heap.len() {
+            self.heap.retain(|Reverse(key)| {
+                let live = slab[key.slot() as usize].is_some();
+                if !live {
+                    free.push(key.slot());
+                }
+                live
+            });
+            self.tombstones = 0;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len() - self.tombstones
+    }
+}
+
 impl<E> EventQueue<E> {
     /// An empty queue with room for `capacity` pending events before it
     /// needs to grow.
     pub fn with_capacity(capacity: usize) -> EventQueue<E> {
         EventQueue {
-            heap: BinaryHeap::with_capacity(capacity),
+            soon: Lane::with_capacity(capacity),
+            timers: Lane::with_capacity(capacity),
             slab: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             next_seq: 0,
-            tombstones: 0,
         }
     }
 
-    /// Schedules `event` at `time`; returns the slot that names it for
+    /// Schedules `event` at `time`; returns the handle that names it for
     /// [`EventQueue::remove`] until it is popped or removed.
     #[inline]
     pub fn push(&mut self, time: SimTime, event: E) -> u32 {
+        self.push_in(time, event, false)
+    }
+
+    /// Schedules a timer: the same as [`EventQueue::push`], in the lane
+    /// kept for events that mostly wait long.
+    #[inline]
+    pub fn push_timer(&mut self, time: SimTime, event: E) -> u32 {
+        self.push_in(time, event, true)
+    }
+
+    #[inline]
+    fn push_in(&mut self, time: SimTime, event: E, timer: bool) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 debug_assert!(self.slab[slot as usize].is_none());
@@ -101,77 +180,59 @@ impl<E> EventQueue<E> {
         let seq = self.next_seq;
         assert!(seq < 1 << SEQ_BITS, "more than 2^40 events scheduled in one run");
         self.next_seq += 1;
-        self.heap.push(Reverse(Key::new(time, seq, slot)));
-        slot
+        if timer {
+            self.timers.heap.push(Reverse(Key::new(time, seq, slot)));
+            slot | TIMER_HANDLE
+        } else {
+            self.soon.heap.push(Reverse(Key::new(time, seq, slot)));
+            slot
+        }
     }
 
     /// Removes and returns the earliest event.
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        // The root is never a tombstone (see `bury_top`).
-        let Reverse(key) = self.heap.pop()?;
+        // Neither front is ever a tombstone (see `Lane::bury_top`).
+        let lane = match (self.soon.front(), self.timers.front()) {
+            (Some(_), None) => &mut self.soon,
+            (Some(soon), Some(timer)) if timer < soon => &mut self.timers,
+            (Some(_), _) => &mut self.soon,
+            (None, Some(_)) => &mut self.timers,
+            (None, None) => return None,
+        };
+        let Reverse(key) = lane.heap.pop().expect("the chosen lane has a front");
         let slot = key.slot();
         let event =
             self.slab[slot as usize].take().expect("queue slot holds its event until popped");
         self.free.push(slot);
-        self.bury_top();
+        lane.bury_top(&self.slab, &mut self.free);
         Some((key.time(), event))
     }
 
-    /// Takes the event in `slot` out of the queue before its time (a
-    /// cancelled timer), so it never pops; `None` if the slot holds nothing
-    /// pending. The slot stays reserved until its key leaves the heap.
-    pub fn remove(&mut self, slot: u32) -> Option<E> {
+    /// Takes the event named by `handle` out of the queue before its time
+    /// (a cancelled timer), so it never pops; `None` if the handle names
+    /// nothing pending. Its slot stays reserved until its key leaves the
+    /// heap.
+    pub fn remove(&mut self, handle: u32) -> Option<E> {
+        let slot = handle & !TIMER_HANDLE;
         let event = self.slab.get_mut(slot as usize)?.take()?;
-        self.tombstones += 1;
-        self.bury_top();
-        if self.tombstones >= TOMBSTONES_MIN && self.tombstones * 2 > self.heap.len() {
-            self.rebuild();
-        }
+        let lane = if handle & TIMER_HANDLE != 0 { &mut self.timers } else { &mut self.soon };
+        lane.bury(&self.slab, &mut self.free);
         Some(event)
-    }
-
-    /// Pops tombstones off the top, so the root is always a live event.
-    #[inline]
-    fn bury_top(&mut self) {
-        if self.tombstones == 0 {
-            return;
-        }
-        while let Some(Reverse(key)) = self.heap.peek() {
-            let slot = key.slot();
-            if self.slab[slot as usize].is_some() {
-                break;
-            }
-            self.heap.pop();
-            self.free.push(slot);
-            self.tombstones -= 1;
-        }
-    }
-
-    /// Rebuilds the heap from its live keys (the order of what pops next
-    /// is that of the keys alone, so this cannot change behaviour).
-    fn rebuild(&mut self) {
-        let slab = &self.slab;
-        let free = &mut self.free;
-        self.heap.retain(|Reverse(key)| {
-            let live = slab[key.slot() as usize].is_some();
-            if !live {
-                free.push(key.slot());
-            }
-            live
-        });
-        self.tombstones = 0;
     }
 
     /// The time of the earliest event, if any.
     #[inline]
     pub fn peek_time(&self) -> Option<SimTime> {
-        self.heap.peek().map(|Reverse(key)| key.time())
+        match (self.soon.front(), self.timers.front()) {
+            (Some(soon), Some(timer)) => Some(soon.min(timer).time()),
+            (soon, timer) => soon.or(timer).map(Key::time),
+        }
     }
 
     /// Pending events.
     pub fn len(&self) -> usize {
-        self.heap.len() - self.tombstones
+        self.soon.len() + self.timers.len()
     }
 
     /// Whether nothing is pending.
@@ -183,7 +244,7 @@ impl<E> EventQueue<E> {
     /// particular order; for inspection only, never for behaviour (sort by
     /// `(time, seq)` to get firing order).
     pub fn pending(&self) -> impl Iterator<Item = (SimTime, u64, &E)> {
-        self.heap.iter().filter_map(|Reverse(key)| {
+        self.soon.heap.iter().chain(self.timers.heap.iter()).filter_map(|Reverse(key)| {
             let seq = (key.0 as u64) >> SLOT_BITS;
             self.slab[key.slot() as usize].as_ref().map(|event| (key.time(), seq, event))
         })
@@ -197,12 +258,13 @@ mod tests {
 
     proptest! {
         /// The queue pops exactly what a naive stable sort by time would:
-        /// earliest first, and same-time events in insertion order, even when
-        /// pops and removals interleave with pushes (slots get recycled), and
-        /// a removed event is gone and is the one asked for.
+        /// earliest first, and same-time events in insertion order, whichever
+        /// lane they were pushed into, even when pops and removals interleave
+        /// with pushes (slots get recycled), and a removed event is gone and
+        /// is the one asked for.
         #[test]
         fn matches_a_stable_sort(
-            ops in prop::collection::vec((0u64..20, 0u8..3, any::<prop::sample::Index>()), 1..800)
+            ops in prop::collection::vec((0u64..20, 0u8..4, any::<prop::sample::Index>()), 1..800)
         ) {
             let mut queue = EventQueue::with_capacity(4);
             // (time, label, slot), in insertion order.
@@ -227,8 +289,15 @@ mod tests {
                         prop_assert_eq!(queue.remove(slot), None, "a removed slot holds nothing");
                     }
                     _ => {
-                        let slot = queue.push(SimTime::from_nanos(time), label);
-                        model.push((time, label, slot));
+                        // Op 3 schedules in the timer lane: which lane
+                        // holds an event must never change the order.
+                        let time = SimTime::from_nanos(time);
+                        let slot = if op == 3 {
+                            queue.push_timer(time, label)
+                        } else {
+                            queue.push(time, label)
+                        };
+                        model.push((time.as_nanos(), label, slot));
                     }
                 }
             }

@@ -293,8 +293,8 @@ struct TimerSlot {
     generation: u32,
     /// The key of the one queue event that is current for this timer.
     schedule_key: u64,
-    /// The queue slot of that event, to take it out when the timer is
-    /// cancelled.
+    /// The queue's handle of that event, to take it out when the timer
+    /// is cancelled.
     queued: u32,
     active: bool,
 }
@@ -670,6 +670,7 @@ impl<M: Message> Sim<M> {
 
     /// Processes the next event, whatever it is (stale events included).
     /// Returns its time, or `None` if nothing is pending.
+    #[inline]
     pub fn step(&mut self) -> Option<SimTime> {
         let (time, event) = self.core.queue.pop()?;
         assert!(time >= self.core.now, "event queue went back in time");
@@ -1510,7 +1511,7 @@ impl<M: Message> Core<M> {
             }
         };
         self.timers[slot as usize].queued =
-            self.queue.push(fire_at, Event::Timer { slot, schedule_key });
+            self.queue.push_timer(fire_at, Event::Timer { slot, schedule_key });
         TimerId { slot, generation: self.timers[slot as usize].generation }
     }
 
@@ -1557,7 +1558,7 @@ impl<M: Message> Core<M> {
             // The old event stays queued and is skipped when it pops (its
             // key is no longer current); cancelling takes out the new one.
             self.timers[slot].queued =
-                self.queue.push(fire_at, Event::Timer { slot: slot as u32, schedule_key });
+                self.queue.push_timer(fire_at, Event::Timer { slot: slot as u32, schedule_key });
             moved += 1;
         }
         moved
