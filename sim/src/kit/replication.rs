@@ -940,7 +940,11 @@ struct PendingWrite<E> {
     client: ProcessId,
     request: u64,
     epoch: u64,
+    /// The events, kept to apply once the store has placed them; moved out
+    /// when they are (see [`Replica::appended`]).
     events: Vec<E>,
+    /// How many events the write has.
+    count: usize,
     first_sequence: Option<u64>,
     applied: usize,
     sent_at: LocalTime,
@@ -1222,6 +1226,7 @@ where
             client,
             request,
             epoch,
+            count: events.len(),
             events,
             first_sequence: None,
             applied: 0,
@@ -1347,10 +1352,28 @@ where
         first_sequence: u64,
         last_sequence: u64,
     ) -> Result<(), PersistError> {
-        let Some(pending) = self.writes.get(&write) else { return Ok(()) };
+        let me = self.me;
+        let next = self.applied_sequence() + 1;
+        let nothing_ahead = self.ahead.is_empty();
+        let Some(pending) = self.writes.get_mut(&write) else { return Ok(()) };
         let count = last_sequence.saturating_add(1).saturating_sub(first_sequence);
-        if pending.epoch != epoch || count != pending.events.len() as u64 {
+        if pending.epoch != epoch || count != pending.count as u64 {
             return Ok(());
+        }
+        if nothing_ahead && first_sequence == next && pending.applied == 0 {
+            // The usual case: the write continues the log, so all of it is
+            // applied now and the write resolved; its events are needed no
+            // more and move into the entries instead of being copied. (Any
+            // other case keeps them: a duplicated `Append` is placed twice,
+            // and its second answer needs them again.)
+            let events = std::mem::take(&mut pending.events);
+            let entries = events
+                .into_iter()
+                .zip(first_sequence..)
+                .map(|(event, sequence)| Entry { sequence, epoch, writer: me, write, event })
+                .collect();
+            self.store_last = self.store_last.max(last_sequence);
+            return self.apply_batch(ctx, entries, None);
         }
         for (offset, event) in pending.events.iter().enumerate() {
             let sequence = first_sequence + offset as u64;
@@ -1370,6 +1393,9 @@ where
         &mut self,
         ctx: &mut Ctx<'_, M>,
     ) -> Result<(), PersistError> {
+        if self.ahead.is_empty() {
+            return Ok(());
+        }
         let applied = self.applied_sequence();
         self.ahead.retain(|sequence, _| *sequence > applied);
         let mut ready = Vec::new();
@@ -1390,21 +1416,26 @@ where
         entries: Vec<Entry<A::Event>>,
         ack_to: Option<(ProcessId, u64)>,
     ) -> Result<(), PersistError> {
-        let mut applied = Vec::new();
-        for entry in entries {
-            let last = self.applied_sequence();
-            if entry.sequence <= last {
-                continue;
+        // Each entry applied moves the log's end on by one, so which ones
+        // continue it is known before applying any; the rest are dropped
+        // here, and `entries` itself becomes the batch streamed on.
+        let mut applied = entries;
+        let mut next = self.applied_sequence() + 1;
+        let mut gap = false;
+        applied.retain(|entry| {
+            if gap || entry.sequence < next {
+                return false;
             }
-            if entry.sequence != last + 1 {
-                break;
-            }
+            gap = entry.sequence != next;
+            next += u64::from(!gap);
+            !gap
+        });
+        for entry in &applied {
             let log = self.log.as_mut().expect("started");
-            log.append(ctx, std::slice::from_ref(&entry))?;
+            log.append(ctx, std::slice::from_ref(entry))?;
             self.state.apply(&entry.event);
             self.epoch_seen = self.epoch_seen.max(entry.epoch);
-            self.resolve(ctx, &entry);
-            applied.push(entry);
+            self.resolve(ctx, entry);
         }
         if applied.is_empty() {
             return Ok(());
@@ -1421,12 +1452,15 @@ where
         }
         if let Role::Active { epoch, .. } = self.role {
             let aggregate = self.aggregate();
-            for chunk in applied.chunks(self.config.batch_max) {
-                for &peer in &self.group.replicas {
-                    if peer != self.me {
-                        let entries = chunk.to_vec();
-                        Self::send(ctx, peer, Replication::Replicate { aggregate, epoch, entries });
-                    }
+            let peers = self.peers().count();
+            while !applied.is_empty() {
+                let rest = applied.split_off(applied.len().min(self.config.batch_max));
+                let mut chunk = std::mem::replace(&mut applied, rest);
+                // Every peer but the last gets a copy; the last the entries.
+                for (sent, peer) in self.peers().enumerate() {
+                    let entries =
+                        if sent + 1 == peers { std::mem::take(&mut chunk) } else { chunk.clone() };
+                    Self::send(ctx, peer, Replication::Replicate { aggregate, epoch, entries });
                 }
             }
         }
@@ -1448,7 +1482,7 @@ where
         }
         let first_sequence = *pending.first_sequence.get_or_insert(entry.sequence);
         pending.applied += 1;
-        if pending.applied < pending.events.len() {
+        if pending.applied < pending.count {
             return;
         }
         let pending = self.writes.remove(&entry.write).expect("present above");
