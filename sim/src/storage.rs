@@ -18,6 +18,10 @@ pub struct Storage {
     /// node syncs several times per request, and a mark would otherwise
     /// allocate every time.
     spare_marks: Vec<Vec<usize>>,
+    /// The log appended to last: a node's writer usually appends to the
+    /// same log again, and checking it is one name comparison where the
+    /// index costs a search.
+    recent: Option<usize>,
 }
 
 /// Where a log sits in its node's storage, learnt from
@@ -236,6 +240,7 @@ impl Storage {
                     // As if never asked: a failed append leaves no empty log.
                     self.logs.pop();
                     self.index.remove(log);
+                    self.recent = None;
                 }
                 return Err(error);
             }
@@ -247,12 +252,15 @@ impl Storage {
     /// The position of `log` in `logs` (checking `hint` first), creating
     /// the log if it does not exist; and whether it was created.
     fn position_or_create(&mut self, log: &str, hint: Option<LogId>) -> (usize, bool) {
-        if let Some(LogId(position)) = hint
-            && self.logs.get(position).is_some_and(|known| known.name == log)
-        {
+        let is_log =
+            |position: &usize| self.logs.get(*position).is_some_and(|known| known.name == log);
+        if let Some(position) = hint.map(|LogId(position)| position).filter(is_log) {
             return (position, false);
         }
-        match self.index.get(log) {
+        if let Some(position) = self.recent.filter(is_log) {
+            return (position, false);
+        }
+        let (position, created) = match self.index.get(log) {
             Some(position) => (*position, false),
             None => {
                 let position = self.logs.len();
@@ -260,7 +268,9 @@ impl Storage {
                 self.logs.push(Log { name: log.to_string(), ..Log::default() });
                 (position, true)
             }
-        }
+        };
+        self.recent = Some(position);
+        (position, created)
     }
 
     fn log(&self, log: &str) -> Option<&Log> {

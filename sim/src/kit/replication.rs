@@ -550,6 +550,9 @@ pub struct LogStore<E> {
     /// them (volatile, like the rest of its memory: a restart starts it
     /// empty).
     accepted: Vec<AcceptedAppend>,
+    /// The entries of the append being written, kept empty between
+    /// appends so that the buffer is reused rather than allocated for each.
+    appending: Vec<StoredEntry<E>>,
 }
 
 #[derive(Clone, Debug)]
@@ -608,6 +611,7 @@ impl<E: ReplicatedEvent> LogStore<E> {
             replies: BTreeMap::new(),
             next_tag: 0,
             accepted: Vec::new(),
+            appending: Vec::new(),
         })
     }
 
@@ -713,6 +717,8 @@ impl<E: ReplicatedEvent> LogStore<E> {
             Replication::Append { aggregate, epoch, write, events } => {
                 let tag = self.next_tag();
                 let pending_max = self.config.pending_writes_max;
+                // (A refused append drops the buffer; the next allocates anew.)
+                let mut records = std::mem::take(&mut self.appending);
                 let stored = self.load(ctx, aggregate)?;
                 if fencing && (epoch != stored.epoch || stored.owner != Some(from)) {
                     let (current_epoch, active) = (stored.epoch, stored.owner);
@@ -729,11 +735,17 @@ impl<E: ReplicatedEvent> LogStore<E> {
                     ctx.send(from, M::wrap(Replication::Overloaded { aggregate, write }));
                     return Ok(());
                 }
-                let records: Vec<StoredEntry<E>> = events
-                    .into_iter()
-                    .map(|event| StoredEntry { epoch, writer: from, write, event })
-                    .collect();
-                let sequences = stored.entries.persist(ctx, &records, tag)?;
+                records.extend(events.into_iter().map(|event| StoredEntry {
+                    epoch,
+                    writer: from,
+                    write,
+                    event,
+                }));
+                let persisted = stored.entries.persist(ctx, &records, tag);
+                let count = records.len() as u64;
+                records.clear();
+                self.appending = records;
+                let sequences = persisted?;
                 // The fencing decision is made here, so this is where an
                 // append is recorded as accepted: the trace then orders
                 // accepted appends exactly as the store did.
@@ -746,7 +758,7 @@ impl<E: ReplicatedEvent> LogStore<E> {
                     epoch,
                     writer: from,
                 });
-                ctx.count("replication.appended", records.len() as u64);
+                ctx.count("replication.appended", count);
                 let (first, last) = (*sequences.start(), *sequences.end());
                 self.replies.insert(
                     tag,
@@ -1624,9 +1636,7 @@ where
     fn send_heartbeats<M: Carry<Replication<A::Event>>>(&mut self, ctx: &mut Ctx<'_, M>) {
         if let Role::Active { epoch, .. } = self.role {
             let (aggregate, last_sequence) = (self.aggregate(), self.applied_sequence());
-            let mut peers: Vec<ProcessId> = self.peers().collect();
-            peers.push(self.group.store);
-            for peer in peers {
+            for peer in self.peers().chain([self.group.store]) {
                 Self::send(ctx, peer, Replication::Heartbeat { aggregate, epoch, last_sequence });
             }
         }
