@@ -143,7 +143,7 @@ use crate::time::{SimDuration, SimTime};
 use crate::trace::{Component, OwnedRecord, TraceEvent};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 
 /// How replication behaves; shared by the store and the replicas of a group.
@@ -962,6 +962,65 @@ struct PendingWrite<E> {
     sent_at: LocalTime,
 }
 
+/// Client writes in flight, by write id. A replica hands ids out one after
+/// another, so they sit in a ring by their distance from the oldest: a
+/// lookup is an index rather than a tree search (this is on the path of
+/// every write), and iteration runs in id order, as a map's would.
+#[derive(Clone, Debug)]
+struct PendingWrites<E> {
+    /// The id of `slots[0]`.
+    first: u64,
+    /// One slot per id from `first` on; `None` once resolved. The front
+    /// slot is always occupied (resolved ones there are dropped).
+    slots: VecDeque<Option<PendingWrite<E>>>,
+    len: usize,
+}
+
+impl<E> PendingWrites<E> {
+    fn new() -> PendingWrites<E> {
+        PendingWrites { first: 0, slots: VecDeque::new(), len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds write `id`, which must be newer than every write present.
+    fn insert(&mut self, id: u64, write: PendingWrite<E>) {
+        if self.slots.is_empty() {
+            self.first = id;
+        }
+        let index = id.checked_sub(self.first).expect("write ids only grow") as usize;
+        assert!(index >= self.slots.len(), "write ids only grow");
+        self.slots.resize_with(index, || None);
+        self.slots.push_back(Some(write));
+        self.len += 1;
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut PendingWrite<E>> {
+        let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<PendingWrite<E>> {
+        let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        let removed = self.slots.get_mut(index)?.take()?;
+        self.len -= 1;
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(removed)
+    }
+
+    /// The writes present, oldest first.
+    fn iter(&self) -> impl Iterator<Item = (u64, &PendingWrite<E>)> {
+        let first = self.first;
+        let present = self.slots.iter().enumerate();
+        present.filter_map(move |(index, slot)| Some((first + index as u64, slot.as_ref()?)))
+    }
+}
+
 /// The timer tag of a replica's periodic tick.
 pub const REPLICA_TICK_TAG: u64 = 0x5245_504c_ffff_ffff;
 /// Sync tags of a replica: a fixed high prefix.
@@ -986,7 +1045,7 @@ pub struct Replica<A: Aggregate> {
     claim_sent: Option<LocalTime>,
     catch_up_sent: Option<LocalTime>,
     store_last: u64,
-    writes: BTreeMap<u64, PendingWrite<A::Event>>,
+    writes: PendingWrites<A::Event>,
     /// Own entries acknowledged by the store but not yet applied because an
     /// earlier sequence number is missing.
     ahead: BTreeMap<u64, Entry<A::Event>>,
@@ -1027,7 +1086,7 @@ where
             claim_sent: None,
             catch_up_sent: None,
             store_last: 0,
-            writes: BTreeMap::new(),
+            writes: PendingWrites::new(),
             ahead: BTreeMap::new(),
             next_write: 0,
             acks: BTreeMap::new(),
@@ -1165,7 +1224,7 @@ where
                 self.fenced(ctx, epoch, current_epoch, active, write);
             }
             Replication::Overloaded { write, .. } => {
-                if let Some(pending) = self.writes.remove(&write) {
+                if let Some(pending) = self.writes.remove(write) {
                     self.reject(ctx, pending.client, pending.request, WriteRejection::Overloaded);
                 }
             }
@@ -1367,7 +1426,7 @@ where
         let me = self.me;
         let next = self.applied_sequence() + 1;
         let nothing_ahead = self.ahead.is_empty();
-        let Some(pending) = self.writes.get_mut(&write) else { return Ok(()) };
+        let Some(pending) = self.writes.get_mut(write) else { return Ok(()) };
         let count = last_sequence.saturating_add(1).saturating_sub(first_sequence);
         if pending.epoch != epoch || count != pending.count as u64 {
             return Ok(());
@@ -1488,7 +1547,7 @@ where
         if entry.writer != self.me {
             return;
         }
-        let Some(pending) = self.writes.get_mut(&entry.write) else { return };
+        let Some(pending) = self.writes.get_mut(entry.write) else { return };
         if pending.epoch != entry.epoch {
             return;
         }
@@ -1497,7 +1556,7 @@ where
         if pending.applied < pending.count {
             return;
         }
-        let pending = self.writes.remove(&entry.write).expect("present above");
+        let pending = self.writes.remove(entry.write).expect("present above");
         let written = Replication::Written {
             aggregate: self.aggregate(),
             request: pending.request,
@@ -1517,7 +1576,7 @@ where
         active: Option<ProcessId>,
         write: Option<u64>,
     ) {
-        if let Some(pending) = write.and_then(|write| self.writes.remove(&write)) {
+        if let Some(pending) = write.and_then(|write| self.writes.remove(write)) {
             self.reject(ctx, pending.client, pending.request, WriteRejection::Fenced);
         }
         match self.role {
@@ -1648,10 +1707,10 @@ where
             .writes
             .iter()
             .filter(|(_, pending)| now >= pending.sent_at.plus(self.config.write_timeout))
-            .map(|(write, _)| *write)
+            .map(|(write, _)| write)
             .collect();
         for write in expired {
-            let pending = self.writes.remove(&write).expect("listed above");
+            let pending = self.writes.remove(write).expect("listed above");
             self.reject(ctx, pending.client, pending.request, WriteRejection::TimedOut);
         }
         match self.role {
