@@ -544,7 +544,7 @@ pub struct LogStore<E> {
     config: ReplicationConfig,
     aggregates: BTreeMap<u64, StoredAggregate<E>>,
     /// Replies waiting for a sync, by sync tag.
-    replies: BTreeMap<u64, PendingReply>,
+    replies: InFlight<PendingReply>,
     next_tag: u64,
     /// Every append this incarnation accepted, in the order it accepted
     /// them (volatile, like the rest of its memory: a restart starts it
@@ -608,7 +608,7 @@ impl<E: ReplicatedEvent> LogStore<E> {
         Ok(LogStore {
             config: config.clone(),
             aggregates: BTreeMap::new(),
-            replies: BTreeMap::new(),
+            replies: InFlight::new(),
             next_tag: 0,
             accepted: Vec::new(),
             appending: Vec::new(),
@@ -839,7 +839,7 @@ impl<E: ReplicatedEvent> LogStore<E> {
             stored.entries.on_synced(ctx, tag);
             stored.claims.on_synced(ctx, tag);
         }
-        let Some(reply) = self.replies.remove(&tag) else { return Ok(()) };
+        let Some(reply) = self.replies.remove(tag) else { return Ok(()) };
         match reply {
             PendingReply::Claimed { to, aggregate, epoch, from_sequence } => {
                 let (entries, last_sequence) =
@@ -962,47 +962,48 @@ struct PendingWrite<E> {
     sent_at: LocalTime,
 }
 
-/// Client writes in flight, by write id. A replica hands ids out one after
-/// another, so they sit in a ring by their distance from the oldest: a
-/// lookup is an index rather than a tree search (this is on the path of
-/// every write), and iteration runs in id order, as a map's would.
+/// What awaits an answer (client writes, syncs), by an id handed out in
+/// increasing order (write ids, sync tags). The ids sit in a ring by their
+/// distance from the oldest: a lookup is an index rather than a tree search
+/// (these are on the path of every write), and iteration runs in id order,
+/// as a map's would.
 #[derive(Clone, Debug)]
-struct PendingWrites<E> {
+struct InFlight<T> {
     /// The id of `slots[0]`.
     first: u64,
-    /// One slot per id from `first` on; `None` once resolved. The front
-    /// slot is always occupied (resolved ones there are dropped).
-    slots: VecDeque<Option<PendingWrite<E>>>,
+    /// One slot per id from `first` on; `None` once answered (or never
+    /// used). The front slot is always occupied (empty ones there go).
+    slots: VecDeque<Option<T>>,
     len: usize,
 }
 
-impl<E> PendingWrites<E> {
-    fn new() -> PendingWrites<E> {
-        PendingWrites { first: 0, slots: VecDeque::new(), len: 0 }
+impl<T> InFlight<T> {
+    fn new() -> InFlight<T> {
+        InFlight { first: 0, slots: VecDeque::new(), len: 0 }
     }
 
     fn len(&self) -> usize {
         self.len
     }
 
-    /// Adds write `id`, which must be newer than every write present.
-    fn insert(&mut self, id: u64, write: PendingWrite<E>) {
+    /// Adds `id`, which must be newer than every id present.
+    fn insert(&mut self, id: u64, value: T) {
         if self.slots.is_empty() {
             self.first = id;
         }
-        let index = id.checked_sub(self.first).expect("write ids only grow") as usize;
-        assert!(index >= self.slots.len(), "write ids only grow");
+        let index = id.checked_sub(self.first).expect("ids only grow") as usize;
+        assert!(index >= self.slots.len(), "ids only grow");
         self.slots.resize_with(index, || None);
-        self.slots.push_back(Some(write));
+        self.slots.push_back(Some(value));
         self.len += 1;
     }
 
-    fn get_mut(&mut self, id: u64) -> Option<&mut PendingWrite<E>> {
+    fn get_mut(&mut self, id: u64) -> Option<&mut T> {
         let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
         self.slots.get_mut(index)?.as_mut()
     }
 
-    fn remove(&mut self, id: u64) -> Option<PendingWrite<E>> {
+    fn remove(&mut self, id: u64) -> Option<T> {
         let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
         let removed = self.slots.get_mut(index)?.take()?;
         self.len -= 1;
@@ -1013,8 +1014,8 @@ impl<E> PendingWrites<E> {
         Some(removed)
     }
 
-    /// The writes present, oldest first.
-    fn iter(&self) -> impl Iterator<Item = (u64, &PendingWrite<E>)> {
+    /// The ids present and their values, oldest first.
+    fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
         let first = self.first;
         let present = self.slots.iter().enumerate();
         present.filter_map(move |(index, slot)| Some((first + index as u64, slot.as_ref()?)))
@@ -1045,13 +1046,13 @@ pub struct Replica<A: Aggregate> {
     claim_sent: Option<LocalTime>,
     catch_up_sent: Option<LocalTime>,
     store_last: u64,
-    writes: PendingWrites<A::Event>,
+    writes: InFlight<PendingWrite<A::Event>>,
     /// Own entries acknowledged by the store but not yet applied because an
     /// earlier sequence number is missing.
     ahead: BTreeMap<u64, Entry<A::Event>>,
     next_write: u64,
     /// Acknowledgements to send once a local sync completes, by sync tag.
-    acks: BTreeMap<u64, (ProcessId, u64, u64)>,
+    acks: InFlight<(ProcessId, u64, u64)>,
     next_sync_tag: u64,
     peer_through: BTreeMap<ProcessId, u64>,
     /// When a fresh replica claims if it has still seen no epoch (see
@@ -1086,10 +1087,10 @@ where
             claim_sent: None,
             catch_up_sent: None,
             store_last: 0,
-            writes: PendingWrites::new(),
+            writes: InFlight::new(),
             ahead: BTreeMap::new(),
             next_write: 0,
-            acks: BTreeMap::new(),
+            acks: InFlight::new(),
             next_sync_tag: 0,
             peer_through: BTreeMap::new(),
             bootstrap_at: None,
@@ -1762,7 +1763,7 @@ where
         if log.on_synced(ctx, tag).is_none() {
             return;
         }
-        if let Some((to, epoch, through)) = self.acks.remove(&tag) {
+        if let Some((to, epoch, through)) = self.acks.remove(tag) {
             let aggregate = self.aggregate();
             Self::send(ctx, to, Replication::Replicated { aggregate, epoch, through });
         }

@@ -235,7 +235,7 @@ fn store_log(sim: &Sim<World>, node: NodeId) -> Vec<(u64, u64, ProcessId, u64)> 
 // ----- configuration and the pure parts -----
 
 #[test]
-fn pending_writes_behave_as_a_map_in_id_order() {
+fn writes_in_flight_behave_as_a_map_in_id_order() {
     // Goal: the ring of writes in flight answers like the map it replaced,
     // whatever order writes resolve in.
     let write = |request: u64| PendingWrite {
@@ -248,7 +248,7 @@ fn pending_writes_behave_as_a_map_in_id_order() {
         applied: 0,
         sent_at: LocalTime(0),
     };
-    let mut writes = PendingWrites::new();
+    let mut writes = InFlight::new();
     for id in 100..105 {
         writes.insert(id, write(id));
     }
