@@ -9,7 +9,7 @@
 //! snapshot of the state every so often bounds how much has to be replayed.
 //!
 //! [`EventLog`] writes one aggregate's events to the node's durable
-//! [storage](crate::Storage) through [`Ctx::append`], and makes the
+//! [storage](crate::Storage) through [`Ctx::append_records`], and makes the
 //! node's fsync visible to the user:
 //!
 //! - [`EventLog::append`] puts events in the page cache and gives them
