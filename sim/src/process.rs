@@ -207,6 +207,24 @@ impl<M: Message> Ctx<'_, M> {
         self.core.nodes[self.node.index()].storage.append(log, record.as_ref());
     }
 
+    /// Appends `count` records to a log in the node's storage, each encoded
+    /// by `encode(i, bytes)` straight onto the log (all or none of them);
+    /// durable like [`Ctx::append`]'s. Returns the log's [`LogId`] to pass
+    /// as `hint` next time, which spares the search by name; see
+    /// [`crate::Storage::append_records`].
+    ///
+    /// [`LogId`]: crate::storage::LogId
+    pub fn append_records<E>(
+        &mut self,
+        log: &str,
+        hint: Option<crate::storage::LogId>,
+        count: usize,
+        encode: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<crate::storage::LogId, E> {
+        let storage = &mut self.core.nodes[self.node.index()].storage;
+        storage.append_records(log, hint, count, encode)
+    }
+
     /// The records of a log on this node, synced or not (what the process
     /// reads back is what its page cache would hold).
     pub fn read_log(&self, log: &str) -> crate::storage::Records<'_> {

@@ -18,7 +18,19 @@ pub struct Storage {
     /// node syncs several times per request, and a mark would otherwise
     /// allocate every time.
     spare_marks: Vec<Vec<usize>>,
+    /// The log appended to last: a node's writer usually appends to the
+    /// same log again, and checking it is one name comparison where the
+    /// index costs a search.
+    recent: Option<usize>,
 }
+
+/// Where a log sits in its node's storage, learnt from
+/// [`Storage::append_records`] and handed back to it on the next append, so
+/// that a busy writer's appends skip the search by name (a tree of long,
+/// alike names such as `store/entries/3/events`). It is only a hint: a
+/// stale or foreign one costs the search and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogId(usize);
 
 /// One log, stored flat: every record's bytes back to back in one buffer
 /// and each record's end offset beside it. A record costs no allocation of
@@ -26,6 +38,8 @@ pub struct Storage {
 /// storage frees two buffers per log rather than one per record.
 #[derive(Clone, Debug, Default)]
 struct Log {
+    /// Its name (also the key in [`Storage::index`]), to check a [`LogId`].
+    name: String,
     bytes: Vec<u8>,
     /// End offset in `bytes` of each record, including the `dead` ones.
     ends: Vec<usize>,
@@ -198,15 +212,65 @@ pub(crate) struct SyncMark {
 impl Storage {
     /// Appends one record to `log`, creating the log if needed.
     pub fn append(&mut self, log: &str, record: &[u8]) {
-        match self.index.get(log) {
-            Some(position) => self.logs[*position].push(record),
-            None => {
-                self.index.insert(log.to_string(), self.logs.len());
-                let mut new_log = Log::default();
-                new_log.push(record);
-                self.logs.push(new_log);
+        let (position, _) = self.position_or_create(log, None);
+        self.logs[position].push(record);
+    }
+
+    /// Appends `count` records to `log` (creating the log if needed), each
+    /// written by `encode(i, bytes)` straight onto the end of the log's
+    /// buffer, with no copy in between. If any `encode` fails, none of the
+    /// records is appended and its error is returned. `hint` is the
+    /// [`LogId`] an earlier call returned for this log, if any; the one
+    /// returned is for the next call.
+    pub fn append_records<E>(
+        &mut self,
+        log: &str,
+        hint: Option<LogId>,
+        count: usize,
+        mut encode: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<LogId, E> {
+        let (position, created) = self.position_or_create(log, hint);
+        let target = &mut self.logs[position];
+        let (records_before, bytes_before) = (target.ends.len(), target.bytes.len());
+        for index in 0..count {
+            if let Err(error) = encode(index, &mut target.bytes) {
+                target.ends.truncate(records_before);
+                target.bytes.truncate(bytes_before);
+                if created {
+                    // As if never asked: a failed append leaves no empty log.
+                    self.logs.pop();
+                    self.index.remove(log);
+                    self.recent = None;
+                }
+                return Err(error);
             }
+            target.ends.push(target.bytes.len());
         }
+        Ok(LogId(position))
+    }
+
+    /// The position of `log` in `logs` (checking `hint` first), creating
+    /// the log if it does not exist; and whether it was created.
+    fn position_or_create(&mut self, log: &str, hint: Option<LogId>) -> (usize, bool) {
+        let is_log =
+            |position: &usize| self.logs.get(*position).is_some_and(|known| known.name == log);
+        if let Some(position) = hint.map(|LogId(position)| position).filter(is_log) {
+            return (position, false);
+        }
+        if let Some(position) = self.recent.filter(is_log) {
+            return (position, false);
+        }
+        let (position, created) = match self.index.get(log) {
+            Some(position) => (*position, false),
+            None => {
+                let position = self.logs.len();
+                self.index.insert(log.to_string(), position);
+                self.logs.push(Log { name: log.to_string(), ..Log::default() });
+                (position, true)
+            }
+        };
+        self.recent = Some(position);
+        (position, created)
     }
 
     fn log(&self, log: &str) -> Option<&Log> {
@@ -307,6 +371,32 @@ mod tests {
         assert_eq!(storage.crash(), 1, "the unsynced 4 is still the only thing a crash loses");
         assert_eq!(storage.read("log").to_vecs(), vec![vec![3u8]]);
         assert_eq!(storage.truncate_front("absent", 5), 0);
+    }
+
+    #[test]
+    fn records_encoded_in_place_are_appended_all_or_none() {
+        let mut storage = Storage::default();
+        let write = |index: usize, bytes: &mut Vec<u8>| {
+            bytes.push(b'a' + index as u8);
+            Ok::<(), ()>(())
+        };
+        let id = storage.append_records("log", None, 2, write).unwrap();
+        let fail_second = |index: usize, bytes: &mut Vec<u8>| {
+            bytes.push(b'x');
+            if index == 1 { Err(()) } else { Ok(()) }
+        };
+        assert_eq!(storage.append_records("log", Some(id), 3, fail_second), Err(()));
+        assert_eq!(storage.append_records("new", None, 3, fail_second), Err(()));
+        assert_eq!(
+            storage.log_names().collect::<Vec<_>>(),
+            ["log"],
+            "a failed append creates no log"
+        );
+        storage.append("other", b"o");
+        // A hint for another log is checked and ignored.
+        assert_eq!(storage.append_records("other", Some(id), 1, write), Ok(LogId(1)));
+        assert_eq!(storage.read("log").to_vecs(), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(storage.read("other").to_vecs(), vec![b"o".to_vec(), b"a".to_vec()]);
     }
 
     #[test]

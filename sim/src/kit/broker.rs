@@ -832,10 +832,12 @@ impl<P: Payload> Broker<P> {
             return;
         }
         let write_time = ctx.now_local();
-        ctx.append(
-            &self.log_names[topic][partition as usize],
-            partition::encode_record(key, write_time, &payload),
-        );
+        let log = &self.log_names[topic][partition as usize];
+        let written = ctx.append_records(log, None, 1, |_, bytes| {
+            partition::write_record(key, write_time, &payload, bytes);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let Ok(_) = written;
         let offset = self.partitions[topic][partition as usize].append(key, write_time, payload);
         let sequence = self.next_sequence;
         self.next_sequence += 1;

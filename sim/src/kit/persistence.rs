@@ -9,7 +9,7 @@
 //! snapshot of the state every so often bounds how much has to be replayed.
 //!
 //! [`EventLog`] writes one aggregate's events to the node's durable
-//! [storage](crate::Storage) through [`Ctx::append`], and makes the
+//! [storage](crate::Storage) through [`Ctx::append_records`], and makes the
 //! node's fsync visible to the user:
 //!
 //! - [`EventLog::append`] puts events in the page cache and gives them
@@ -104,6 +104,7 @@
 
 use crate::kit::ConfigError;
 use crate::process::{Ctx, Message};
+use crate::storage::LogId;
 use crate::trace::Component;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -269,10 +270,9 @@ pub struct EventLog<E> {
     pending_syncs: VecDeque<(u64, u64)>,
     /// Sequence number covered by the newest snapshot (0 if none).
     snapshot_sequence: u64,
-    /// Encoding buffers kept between appends (records are copied into
-    /// storage), so an append allocates nothing once they have grown.
-    scratch: Vec<u8>,
-    scratch_ends: Vec<usize>,
+    /// Where the events log sits in the node's storage, once an append has
+    /// found it: later appends go straight there (see [`LogId`]).
+    events_log_id: Option<LogId>,
     event: PhantomData<fn() -> E>,
 }
 
@@ -343,8 +343,7 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
             synced_sequence,
             pending_syncs: VecDeque::new(),
             snapshot_sequence,
-            scratch: Vec::new(),
-            scratch_ends: Vec::new(),
+            events_log_id: None,
             event: PhantomData,
         })
     }
@@ -401,32 +400,24 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
         events: &[E],
     ) -> Result<RangeInclusive<u64>, PersistError> {
         let first = self.last_sequence + 1;
-        // Encode everything first, so that a failure appends nothing; one
-        // buffer for the lot, cut into records by their end offsets.
-        let mut bytes = std::mem::take(&mut self.scratch);
-        bytes.clear();
-        self.scratch_ends.clear();
-        for (offset, event) in events.iter().enumerate() {
-            let sequence = first + offset as u64;
-            bytes = encode_onto(&StoredEvent { sequence, event }, bytes)?;
-            self.scratch_ends.push(bytes.len());
+        if events.is_empty() {
+            return Ok(first..=self.last_sequence);
         }
-        let mut start = 0;
-        for end in &self.scratch_ends {
-            ctx.append(&self.events_log, &bytes[start..*end]);
-            start = *end;
-        }
-        self.scratch = bytes;
+        // Encoded straight onto the storage log; all or nothing, so a
+        // failure appends nothing.
+        let id = ctx.append_records(
+            &self.events_log,
+            self.events_log_id,
+            events.len(),
+            |offset, bytes| {
+                let sequence = first + offset as u64;
+                encode_into(&StoredEvent { sequence, event: &events[offset] }, bytes)
+            },
+        )?;
+        self.events_log_id = Some(id);
         self.last_sequence += events.len() as u64;
-        if !events.is_empty() {
-            ctx.trace(
-                Component::Persistence,
-                "appended",
-                self.aggregate,
-                self.last_sequence as i64,
-            );
-            ctx.count("persistence.appended", events.len() as u64);
-        }
+        ctx.trace(Component::Persistence, "appended", self.aggregate, self.last_sequence as i64);
+        ctx.count("persistence.appended", events.len() as u64);
         Ok(first..=self.last_sequence)
     }
 
@@ -512,8 +503,9 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
             state: &'a S,
         }
         let sequence = self.last_sequence;
-        let record = encode(&StoredSnapshot { sequence, state })?;
-        ctx.append(&self.snapshots_log, record);
+        ctx.append_records(&self.snapshots_log, None, 1, |_, bytes| {
+            encode_into(&StoredSnapshot { sequence, state }, bytes)
+        })?;
         self.snapshot_sequence = sequence;
         ctx.trace(Component::Persistence, "snapshotted", self.aggregate, sequence as i64);
         ctx.count("persistence.snapshotted", 1);
@@ -654,13 +646,51 @@ pub fn decode_stored_event<E: DeserializeOwned>(
     Ok((loaded.sequence, loaded.event))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PersistError> {
-    encode_onto(value, Vec::new())
+/// Encodes `value` onto the end of `bytes` (the same bytes as
+/// `postcard::to_extend`, only cheaper).
+fn encode_into<T: Serialize>(value: &T, bytes: &mut Vec<u8>) -> Result<(), PersistError> {
+    postcard_onto(value, bytes).map_err(|error| PersistError::Encode { message: error.to_string() })
 }
 
-fn encode_onto<T: Serialize>(value: &T, bytes: Vec<u8>) -> Result<Vec<u8>, PersistError> {
-    postcard::to_extend(value, bytes)
-        .map_err(|error| PersistError::Encode { message: error.to_string() })
+/// Encodes `value` in postcard onto the end of `bytes`.
+pub(crate) fn postcard_onto<T: Serialize + ?Sized>(
+    value: &T,
+    bytes: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    postcard::serialize_with_flavor(value, VecTail(bytes))
+}
+
+/// A postcard output writing straight onto the end of a `Vec`. postcard's
+/// own `ExtendFlavor` goes through `Extend`, which made every varint (most
+/// fields of a record, one to three bytes each) a call to `memmove`: a few
+/// per cent of a busy microsystem's run.
+struct VecTail<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecTail<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        // Varints are at most ten bytes: pushed one by one, they cost less
+        // than a call to copy them.
+        if bytes.len() <= 10 {
+            self.0.reserve(bytes.len());
+            for byte in bytes {
+                self.0.push(*byte);
+            }
+        } else {
+            self.0.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 fn decode<T: DeserializeOwned>(log: &str, index: usize, record: &[u8]) -> Result<T, PersistError> {

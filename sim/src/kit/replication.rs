@@ -143,7 +143,7 @@ use crate::time::{SimDuration, SimTime};
 use crate::trace::{Component, OwnedRecord, TraceEvent};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 
 /// How replication behaves; shared by the store and the replicas of a group.
@@ -544,12 +544,15 @@ pub struct LogStore<E> {
     config: ReplicationConfig,
     aggregates: BTreeMap<u64, StoredAggregate<E>>,
     /// Replies waiting for a sync, by sync tag.
-    replies: BTreeMap<u64, PendingReply>,
+    replies: InFlight<PendingReply>,
     next_tag: u64,
     /// Every append this incarnation accepted, in the order it accepted
     /// them (volatile, like the rest of its memory: a restart starts it
     /// empty).
     accepted: Vec<AcceptedAppend>,
+    /// The entries of the append being written, kept empty between
+    /// appends so that the buffer is reused rather than allocated for each.
+    appending: Vec<StoredEntry<E>>,
 }
 
 #[derive(Clone, Debug)]
@@ -605,9 +608,10 @@ impl<E: ReplicatedEvent> LogStore<E> {
         Ok(LogStore {
             config: config.clone(),
             aggregates: BTreeMap::new(),
-            replies: BTreeMap::new(),
+            replies: InFlight::new(),
             next_tag: 0,
             accepted: Vec::new(),
+            appending: Vec::new(),
         })
     }
 
@@ -713,6 +717,8 @@ impl<E: ReplicatedEvent> LogStore<E> {
             Replication::Append { aggregate, epoch, write, events } => {
                 let tag = self.next_tag();
                 let pending_max = self.config.pending_writes_max;
+                // (A refused append drops the buffer; the next allocates anew.)
+                let mut records = std::mem::take(&mut self.appending);
                 let stored = self.load(ctx, aggregate)?;
                 if fencing && (epoch != stored.epoch || stored.owner != Some(from)) {
                     let (current_epoch, active) = (stored.epoch, stored.owner);
@@ -729,11 +735,17 @@ impl<E: ReplicatedEvent> LogStore<E> {
                     ctx.send(from, M::wrap(Replication::Overloaded { aggregate, write }));
                     return Ok(());
                 }
-                let records: Vec<StoredEntry<E>> = events
-                    .into_iter()
-                    .map(|event| StoredEntry { epoch, writer: from, write, event })
-                    .collect();
-                let sequences = stored.entries.persist(ctx, &records, tag)?;
+                records.extend(events.into_iter().map(|event| StoredEntry {
+                    epoch,
+                    writer: from,
+                    write,
+                    event,
+                }));
+                let persisted = stored.entries.persist(ctx, &records, tag);
+                let count = records.len() as u64;
+                records.clear();
+                self.appending = records;
+                let sequences = persisted?;
                 // The fencing decision is made here, so this is where an
                 // append is recorded as accepted: the trace then orders
                 // accepted appends exactly as the store did.
@@ -746,7 +758,7 @@ impl<E: ReplicatedEvent> LogStore<E> {
                     epoch,
                     writer: from,
                 });
-                ctx.count("replication.appended", records.len() as u64);
+                ctx.count("replication.appended", count);
                 let (first, last) = (*sequences.start(), *sequences.end());
                 self.replies.insert(
                     tag,
@@ -827,7 +839,7 @@ impl<E: ReplicatedEvent> LogStore<E> {
             stored.entries.on_synced(ctx, tag);
             stored.claims.on_synced(ctx, tag);
         }
-        let Some(reply) = self.replies.remove(&tag) else { return Ok(()) };
+        let Some(reply) = self.replies.remove(tag) else { return Ok(()) };
         match reply {
             PendingReply::Claimed { to, aggregate, epoch, from_sequence } => {
                 let (entries, last_sequence) =
@@ -940,10 +952,74 @@ struct PendingWrite<E> {
     client: ProcessId,
     request: u64,
     epoch: u64,
+    /// The events, kept to apply once the store has placed them; moved out
+    /// when they are (see [`Replica::appended`]).
     events: Vec<E>,
+    /// How many events the write has.
+    count: usize,
     first_sequence: Option<u64>,
     applied: usize,
     sent_at: LocalTime,
+}
+
+/// What awaits an answer (client writes, syncs), by an id handed out in
+/// increasing order (write ids, sync tags). The ids sit in a ring by their
+/// distance from the oldest: a lookup is an index rather than a tree search
+/// (these are on the path of every write), and iteration runs in id order,
+/// as a map's would.
+#[derive(Clone, Debug)]
+struct InFlight<T> {
+    /// The id of `slots[0]`.
+    first: u64,
+    /// One slot per id from `first` on; `None` once answered (or never
+    /// used). The front slot is always occupied (empty ones there go).
+    slots: VecDeque<Option<T>>,
+    len: usize,
+}
+
+impl<T> InFlight<T> {
+    fn new() -> InFlight<T> {
+        InFlight { first: 0, slots: VecDeque::new(), len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds `id`, which must be newer than every id present.
+    fn insert(&mut self, id: u64, value: T) {
+        if self.slots.is_empty() {
+            self.first = id;
+        }
+        let index = id.checked_sub(self.first).expect("ids only grow") as usize;
+        assert!(index >= self.slots.len(), "ids only grow");
+        self.slots.resize_with(index, || None);
+        self.slots.push_back(Some(value));
+        self.len += 1;
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<T> {
+        let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        let removed = self.slots.get_mut(index)?.take()?;
+        self.len -= 1;
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(removed)
+    }
+
+    /// The ids present and their values, oldest first.
+    fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        let first = self.first;
+        let present = self.slots.iter().enumerate();
+        present.filter_map(move |(index, slot)| Some((first + index as u64, slot.as_ref()?)))
+    }
 }
 
 /// The timer tag of a replica's periodic tick.
@@ -970,13 +1046,13 @@ pub struct Replica<A: Aggregate> {
     claim_sent: Option<LocalTime>,
     catch_up_sent: Option<LocalTime>,
     store_last: u64,
-    writes: BTreeMap<u64, PendingWrite<A::Event>>,
+    writes: InFlight<PendingWrite<A::Event>>,
     /// Own entries acknowledged by the store but not yet applied because an
     /// earlier sequence number is missing.
     ahead: BTreeMap<u64, Entry<A::Event>>,
     next_write: u64,
     /// Acknowledgements to send once a local sync completes, by sync tag.
-    acks: BTreeMap<u64, (ProcessId, u64, u64)>,
+    acks: InFlight<(ProcessId, u64, u64)>,
     next_sync_tag: u64,
     peer_through: BTreeMap<ProcessId, u64>,
     /// When a fresh replica claims if it has still seen no epoch (see
@@ -1011,10 +1087,10 @@ where
             claim_sent: None,
             catch_up_sent: None,
             store_last: 0,
-            writes: BTreeMap::new(),
+            writes: InFlight::new(),
             ahead: BTreeMap::new(),
             next_write: 0,
-            acks: BTreeMap::new(),
+            acks: InFlight::new(),
             next_sync_tag: 0,
             peer_through: BTreeMap::new(),
             bootstrap_at: None,
@@ -1149,7 +1225,7 @@ where
                 self.fenced(ctx, epoch, current_epoch, active, write);
             }
             Replication::Overloaded { write, .. } => {
-                if let Some(pending) = self.writes.remove(&write) {
+                if let Some(pending) = self.writes.remove(write) {
                     self.reject(ctx, pending.client, pending.request, WriteRejection::Overloaded);
                 }
             }
@@ -1222,6 +1298,7 @@ where
             client,
             request,
             epoch,
+            count: events.len(),
             events,
             first_sequence: None,
             applied: 0,
@@ -1347,10 +1424,28 @@ where
         first_sequence: u64,
         last_sequence: u64,
     ) -> Result<(), PersistError> {
-        let Some(pending) = self.writes.get(&write) else { return Ok(()) };
+        let me = self.me;
+        let next = self.applied_sequence() + 1;
+        let nothing_ahead = self.ahead.is_empty();
+        let Some(pending) = self.writes.get_mut(write) else { return Ok(()) };
         let count = last_sequence.saturating_add(1).saturating_sub(first_sequence);
-        if pending.epoch != epoch || count != pending.events.len() as u64 {
+        if pending.epoch != epoch || count != pending.count as u64 {
             return Ok(());
+        }
+        if nothing_ahead && first_sequence == next && pending.applied == 0 {
+            // The usual case: the write continues the log, so all of it is
+            // applied now and the write resolved; its events are needed no
+            // more and move into the entries instead of being copied. (Any
+            // other case keeps them: a duplicated `Append` is placed twice,
+            // and its second answer needs them again.)
+            let events = std::mem::take(&mut pending.events);
+            let entries = events
+                .into_iter()
+                .zip(first_sequence..)
+                .map(|(event, sequence)| Entry { sequence, epoch, writer: me, write, event })
+                .collect();
+            self.store_last = self.store_last.max(last_sequence);
+            return self.apply_batch(ctx, entries, None);
         }
         for (offset, event) in pending.events.iter().enumerate() {
             let sequence = first_sequence + offset as u64;
@@ -1370,6 +1465,9 @@ where
         &mut self,
         ctx: &mut Ctx<'_, M>,
     ) -> Result<(), PersistError> {
+        if self.ahead.is_empty() {
+            return Ok(());
+        }
         let applied = self.applied_sequence();
         self.ahead.retain(|sequence, _| *sequence > applied);
         let mut ready = Vec::new();
@@ -1390,21 +1488,26 @@ where
         entries: Vec<Entry<A::Event>>,
         ack_to: Option<(ProcessId, u64)>,
     ) -> Result<(), PersistError> {
-        let mut applied = Vec::new();
-        for entry in entries {
-            let last = self.applied_sequence();
-            if entry.sequence <= last {
-                continue;
+        // Each entry applied moves the log's end on by one, so which ones
+        // continue it is known before applying any; the rest are dropped
+        // here, and `entries` itself becomes the batch streamed on.
+        let mut applied = entries;
+        let mut next = self.applied_sequence() + 1;
+        let mut gap = false;
+        applied.retain(|entry| {
+            if gap || entry.sequence < next {
+                return false;
             }
-            if entry.sequence != last + 1 {
-                break;
-            }
+            gap = entry.sequence != next;
+            next += u64::from(!gap);
+            !gap
+        });
+        for entry in &applied {
             let log = self.log.as_mut().expect("started");
-            log.append(ctx, std::slice::from_ref(&entry))?;
+            log.append(ctx, std::slice::from_ref(entry))?;
             self.state.apply(&entry.event);
             self.epoch_seen = self.epoch_seen.max(entry.epoch);
-            self.resolve(ctx, &entry);
-            applied.push(entry);
+            self.resolve(ctx, entry);
         }
         if applied.is_empty() {
             return Ok(());
@@ -1421,12 +1524,15 @@ where
         }
         if let Role::Active { epoch, .. } = self.role {
             let aggregate = self.aggregate();
-            for chunk in applied.chunks(self.config.batch_max) {
-                for &peer in &self.group.replicas {
-                    if peer != self.me {
-                        let entries = chunk.to_vec();
-                        Self::send(ctx, peer, Replication::Replicate { aggregate, epoch, entries });
-                    }
+            let peers = self.peers().count();
+            while !applied.is_empty() {
+                let rest = applied.split_off(applied.len().min(self.config.batch_max));
+                let mut chunk = std::mem::replace(&mut applied, rest);
+                // Every peer but the last gets a copy; the last the entries.
+                for (sent, peer) in self.peers().enumerate() {
+                    let entries =
+                        if sent + 1 == peers { std::mem::take(&mut chunk) } else { chunk.clone() };
+                    Self::send(ctx, peer, Replication::Replicate { aggregate, epoch, entries });
                 }
             }
         }
@@ -1442,16 +1548,16 @@ where
         if entry.writer != self.me {
             return;
         }
-        let Some(pending) = self.writes.get_mut(&entry.write) else { return };
+        let Some(pending) = self.writes.get_mut(entry.write) else { return };
         if pending.epoch != entry.epoch {
             return;
         }
         let first_sequence = *pending.first_sequence.get_or_insert(entry.sequence);
         pending.applied += 1;
-        if pending.applied < pending.events.len() {
+        if pending.applied < pending.count {
             return;
         }
-        let pending = self.writes.remove(&entry.write).expect("present above");
+        let pending = self.writes.remove(entry.write).expect("present above");
         let written = Replication::Written {
             aggregate: self.aggregate(),
             request: pending.request,
@@ -1471,7 +1577,7 @@ where
         active: Option<ProcessId>,
         write: Option<u64>,
     ) {
-        if let Some(pending) = write.and_then(|write| self.writes.remove(&write)) {
+        if let Some(pending) = write.and_then(|write| self.writes.remove(write)) {
             self.reject(ctx, pending.client, pending.request, WriteRejection::Fenced);
         }
         match self.role {
@@ -1590,9 +1696,7 @@ where
     fn send_heartbeats<M: Carry<Replication<A::Event>>>(&mut self, ctx: &mut Ctx<'_, M>) {
         if let Role::Active { epoch, .. } = self.role {
             let (aggregate, last_sequence) = (self.aggregate(), self.applied_sequence());
-            let mut peers: Vec<ProcessId> = self.peers().collect();
-            peers.push(self.group.store);
-            for peer in peers {
+            for peer in self.peers().chain([self.group.store]) {
                 Self::send(ctx, peer, Replication::Heartbeat { aggregate, epoch, last_sequence });
             }
         }
@@ -1604,10 +1708,10 @@ where
             .writes
             .iter()
             .filter(|(_, pending)| now >= pending.sent_at.plus(self.config.write_timeout))
-            .map(|(write, _)| *write)
+            .map(|(write, _)| write)
             .collect();
         for write in expired {
-            let pending = self.writes.remove(&write).expect("listed above");
+            let pending = self.writes.remove(write).expect("listed above");
             self.reject(ctx, pending.client, pending.request, WriteRejection::TimedOut);
         }
         match self.role {
@@ -1659,7 +1763,7 @@ where
         if log.on_synced(ctx, tag).is_none() {
             return;
         }
-        if let Some((to, epoch, through)) = self.acks.remove(&tag) {
+        if let Some((to, epoch, through)) = self.acks.remove(tag) {
             let aggregate = self.aggregate();
             Self::send(ctx, to, Replication::Replicated { aggregate, epoch, through });
         }

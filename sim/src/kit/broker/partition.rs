@@ -152,13 +152,25 @@ fn is_expired(write_time: LocalTime, now: LocalTime, age: SimDuration) -> bool {
 }
 
 /// A record in storage: key and write time as little-endian words, then the
-/// payload as JSON (the offset is the record's index in the log).
-pub(crate) fn encode_record<P: Payload>(key: u64, write_time: LocalTime, payload: &P) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(32);
+/// payload in postcard (the offset is the record's index in the log).
+/// Written onto the end of `bytes` (the storage log itself, no copy).
+pub(crate) fn write_record<P: Payload>(
+    key: u64,
+    write_time: LocalTime,
+    payload: &P,
+    bytes: &mut Vec<u8>,
+) {
     bytes.extend_from_slice(&key.to_le_bytes());
     bytes.extend_from_slice(&write_time.as_nanos().to_le_bytes());
-    postcard::to_extend(payload, bytes)
-        .expect("a broker payload must be encodable by serde (see `Payload`)")
+    crate::kit::persistence::postcard_onto(payload, bytes)
+        .expect("a broker payload must be encodable by serde (see `Payload`)");
+}
+
+#[cfg(test)]
+fn encode_record<P: Payload>(key: u64, write_time: LocalTime, payload: &P) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_record(key, write_time, payload, &mut bytes);
+    bytes
 }
 
 pub(crate) fn decode_record<P: Payload>(offset: u64, bytes: &[u8]) -> Record<P> {

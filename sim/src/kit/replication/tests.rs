@@ -235,6 +235,40 @@ fn store_log(sim: &Sim<World>, node: NodeId) -> Vec<(u64, u64, ProcessId, u64)> 
 // ----- configuration and the pure parts -----
 
 #[test]
+fn writes_in_flight_behave_as_a_map_in_id_order() {
+    // Goal: the ring of writes in flight answers like the map it replaced,
+    // whatever order writes resolve in.
+    let write = |request: u64| PendingWrite {
+        client: ProcessId(9),
+        request,
+        epoch: 1,
+        events: vec![request],
+        count: 1,
+        first_sequence: None,
+        applied: 0,
+        sent_at: LocalTime(0),
+    };
+    let mut writes = InFlight::new();
+    for id in 100..105 {
+        writes.insert(id, write(id));
+    }
+    assert_eq!(writes.remove(102).map(|w| w.request), Some(102));
+    assert!(writes.remove(102).is_none() && writes.get_mut(7).is_none());
+    assert!(writes.get_mut(u64::MAX).is_none());
+    assert_eq!(writes.remove(100).map(|w| w.request), Some(100));
+    writes.get_mut(103).unwrap().applied = 1;
+    let present: Vec<(u64, usize)> = writes.iter().map(|(id, w)| (id, w.applied)).collect();
+    assert_eq!(present, vec![(101, 0), (103, 1), (104, 0)]);
+    assert_eq!(writes.len(), 3);
+    for id in [104, 101, 103] {
+        assert!(writes.remove(id).is_some());
+    }
+    assert_eq!((writes.len(), writes.iter().count()), (0, 0));
+    writes.insert(500, write(500));
+    assert_eq!(writes.iter().map(|(id, _)| id).collect::<Vec<_>>(), vec![500]);
+}
+
+#[test]
 fn config_rejects_bad_values_naming_the_field() {
     // Goal: each invalid value is refused with its field named, and a store
     // or replica cannot be built from it.
