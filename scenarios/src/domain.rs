@@ -29,6 +29,7 @@ pub use payments::{CardOutcome, PaymentCommand, PaymentEvent, Payments};
 pub use shipping::{Shipping, ShippingCommand, ShippingEvent};
 
 use serde::{Deserialize, Serialize};
+use sim::DenseKey;
 use std::fmt;
 
 /// An order, by id. Ids are given by the workload and never reused.
@@ -45,6 +46,21 @@ pub struct ProductId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CustomerId(pub u32);
+
+/// Order ids are numbered densely by the workload, so the aggregates keep
+/// their per-order state in [`sim::DenseMap`]s.
+impl DenseKey for OrderId {
+    fn position(self) -> u64 {
+        self.0
+    }
+}
+
+/// Product ids run from 0 to the catalogue's size.
+impl DenseKey for ProductId {
+    fn position(self) -> u64 {
+        u64::from(self.0)
+    }
+}
 
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,7 +6,7 @@
 
 use super::{Line, OrderId, ProductId, Rejection};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sim::DenseMap;
 
 /// A command to Inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +55,10 @@ pub enum InventoryEvent {
 /// Stock per product, reservations and shipments per order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
-    available: BTreeMap<ProductId, u64>,
-    reserved: BTreeMap<OrderId, Vec<Line>>,
-    shipped: BTreeMap<OrderId, Vec<Line>>,
-    released: BTreeMap<OrderId, Vec<Line>>,
+    available: DenseMap<ProductId, u64>,
+    reserved: DenseMap<OrderId, Vec<Line>>,
+    shipped: DenseMap<OrderId, Vec<Line>>,
+    released: DenseMap<OrderId, Vec<Line>>,
 }
 
 impl Inventory {
@@ -79,14 +79,8 @@ impl Inventory {
                     // redelivered command must not hold stock twice.
                     return Ok(Vec::new());
                 }
-                let mut needed: BTreeMap<ProductId, u64> = BTreeMap::new();
-                for line in lines {
-                    *needed.entry(line.product).or_default() += u64::from(line.quantity);
-                }
-                for (product, quantity) in &needed {
-                    if self.available(*product) < *quantity {
-                        return Err(Rejection::OutOfStock(*product));
-                    }
+                if let Some(product) = self.first_short(lines) {
+                    return Err(Rejection::OutOfStock(product));
                 }
                 Ok(vec![InventoryEvent::ProductsReserved { order: *order, lines: lines.clone() }])
             }
@@ -117,7 +111,7 @@ impl Inventory {
         match event {
             InventoryEvent::ProductsReserved { order, lines } => {
                 for line in lines {
-                    let available = self.available.entry(line.product).or_default();
+                    let available = self.available.get_or_insert_with(line.product, || 0);
                     *available = available.saturating_sub(u64::from(line.quantity));
                 }
                 self.reserved.insert(*order, lines.clone());
@@ -125,7 +119,7 @@ impl Inventory {
             InventoryEvent::ReservationReleased { order } => {
                 if let Some(lines) = self.reserved.remove(order) {
                     for line in &lines {
-                        *self.available.entry(line.product).or_default() +=
+                        *self.available.get_or_insert_with(line.product, || 0) +=
                             u64::from(line.quantity);
                     }
                     self.released.insert(*order, lines);
@@ -139,6 +133,29 @@ impl Inventory {
         }
     }
 
+    /// The smallest product of `lines` whose lines together ask for more
+    /// than is available. An order has a handful of lines, so the lines of
+    /// each product are summed by scanning them, not in a map built per
+    /// order.
+    fn first_short(&self, lines: &[Line]) -> Option<ProductId> {
+        let mut short: Option<ProductId> = None;
+        for (index, line) in lines.iter().enumerate() {
+            let product = line.product;
+            if lines[..index].iter().any(|earlier| earlier.product == product) {
+                continue; // summed with its first line
+            }
+            let needed: u64 = lines[index..]
+                .iter()
+                .filter(|other| other.product == product)
+                .map(|other| u64::from(other.quantity))
+                .sum();
+            if self.available(product) < needed && short.is_none_or(|first| product < first) {
+                short = Some(product);
+            }
+        }
+        short
+    }
+
     /// Units of `product` free to reserve.
     pub fn available(&self, product: ProductId) -> u64 {
         self.available.get(&product).copied().unwrap_or(0)
@@ -147,7 +164,7 @@ impl Inventory {
     /// Units of every product: available, reserved and shipped, for the
     /// stock-conservation invariant.
     pub fn units(&self) -> StockCount {
-        let count = |orders: &BTreeMap<OrderId, Vec<Line>>| -> u64 {
+        let count = |orders: &DenseMap<OrderId, Vec<Line>>| -> u64 {
             orders.values().flatten().map(|line| u64::from(line.quantity)).sum()
         };
         StockCount {

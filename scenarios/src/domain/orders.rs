@@ -2,7 +2,7 @@
 
 use super::{CancelReason, Line, OrderId, Rejection, total_cents};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sim::DenseMap;
 
 /// A command to the Orders aggregate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ pub struct OrderRecord {
 /// each order is its own unit of consistency).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Orders {
-    orders: BTreeMap<OrderId, OrderRecord>,
+    orders: DenseMap<OrderId, OrderRecord>,
 }
 
 impl Orders {
@@ -134,7 +134,7 @@ impl Orders {
     pub fn evolve(&mut self, event: &OrderEvent) {
         match event {
             OrderEvent::OrderCreated { order, total_cents, .. } => {
-                self.orders.entry(*order).or_insert(OrderRecord {
+                self.orders.get_or_insert_with(*order, || OrderRecord {
                     status: OrderStatus::Created,
                     total_cents: *total_cents,
                 });
@@ -158,7 +158,7 @@ impl Orders {
     }
 
     /// Every order, in id order.
-    pub fn orders(&self) -> &BTreeMap<OrderId, OrderRecord> {
+    pub fn orders(&self) -> &DenseMap<OrderId, OrderRecord> {
         &self.orders
     }
 }

@@ -8,7 +8,7 @@
 
 use super::{OrderId, Rejection};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sim::DenseMap;
 
 /// What the card issuer answers for an order (drawn by the workload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,13 +66,13 @@ pub enum PaymentEvent {
 /// The ledger.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payments {
-    charged: BTreeMap<OrderId, u64>,
-    declined: BTreeMap<OrderId, ()>,
-    refunded: BTreeMap<OrderId, u64>,
+    charged: DenseMap<OrderId, u64>,
+    declined: DenseMap<OrderId, ()>,
+    refunded: DenseMap<OrderId, u64>,
     /// Charges made per order, counting every time money moved; more than
     /// one means a double charge (which the idempotency key prevents, and
     /// a test without it shows).
-    charge_count: BTreeMap<OrderId, u32>,
+    charge_count: DenseMap<OrderId, u32>,
 }
 
 impl Payments {
@@ -118,14 +118,14 @@ impl Payments {
             PaymentEvent::PaymentApproved { order, amount_cents } => {
                 if !self.charged.contains_key(order) {
                     self.charged.insert(*order, *amount_cents);
-                    *self.charge_count.entry(*order).or_default() += 1;
+                    *self.charge_count.get_or_insert_with(*order, || 0) += 1;
                 }
             }
             PaymentEvent::PaymentDeclined { order } => {
                 self.declined.insert(*order, ());
             }
             PaymentEvent::PaymentRefunded { order, amount_cents } => {
-                self.refunded.entry(*order).or_insert(*amount_cents);
+                self.refunded.get_or_insert_with(*order, || *amount_cents);
             }
         }
     }
@@ -134,22 +134,22 @@ impl Payments {
     /// without idempotency keys does when a request is retried. Used to
     /// show the protection matters.
     pub fn charge_again(&mut self, order: OrderId, amount_cents: u64) {
-        *self.charged.entry(order).or_default() += amount_cents;
-        *self.charge_count.entry(order).or_default() += 1;
+        *self.charged.get_or_insert_with(order, || 0) += amount_cents;
+        *self.charge_count.get_or_insert_with(order, || 0) += 1;
     }
 
     /// Cents charged per order (the sum of all charges for it).
-    pub fn charged(&self) -> &BTreeMap<OrderId, u64> {
+    pub fn charged(&self) -> &DenseMap<OrderId, u64> {
         &self.charged
     }
 
     /// Cents refunded per order.
-    pub fn refunded(&self) -> &BTreeMap<OrderId, u64> {
+    pub fn refunded(&self) -> &DenseMap<OrderId, u64> {
         &self.refunded
     }
 
     /// How many times money was taken for each order.
-    pub fn charge_count(&self) -> &BTreeMap<OrderId, u32> {
+    pub fn charge_count(&self) -> &DenseMap<OrderId, u32> {
         &self.charge_count
     }
 }

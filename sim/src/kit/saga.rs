@@ -88,6 +88,7 @@
 //! ```
 
 use crate::clock::LocalTime;
+use crate::dense::{DenseKey, DenseMap};
 use crate::ids::{EXTERNAL, ProcessId, TimerId};
 use crate::kit::{Carry, ConfigError};
 use crate::process::{Ctx, Message, Process};
@@ -102,6 +103,12 @@ use std::marker::PhantomData;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SagaId(pub u64);
+
+impl DenseKey for SagaId {
+    fn position(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for SagaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1162,13 +1169,52 @@ pub enum LedgerAction {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepLedger {
-    outcomes: BTreeMap<(SagaId, u32), StepOutcome>,
+    /// Keyed by saga, then step: saga ids are usually dense (an order's
+    /// saga has its order's id), and every command looks its saga up.
+    outcomes: DenseMap<SagaId, SagaSteps>,
+}
+
+/// Steps of one saga kept inline; sagas longer than this keep the rest in
+/// a map.
+const INLINE_STEPS: usize = 4;
+
+/// The outcomes remembered for one saga's steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SagaSteps {
+    first: [Option<StepOutcome>; INLINE_STEPS],
+    rest: BTreeMap<u32, StepOutcome>,
+}
+
+impl SagaSteps {
+    fn get(&self, step: u32) -> Option<StepOutcome> {
+        match self.first.get(step as usize) {
+            Some(outcome) => *outcome,
+            None => self.rest.get(&step).copied(),
+        }
+    }
+
+    fn set(&mut self, step: u32, outcome: StepOutcome) {
+        match self.first.get_mut(step as usize) {
+            Some(slot) => *slot = Some(outcome),
+            None => {
+                self.rest.insert(step, outcome);
+            }
+        }
+    }
+
+    /// Every outcome, in step order.
+    fn iter(&self) -> impl Iterator<Item = (u32, StepOutcome)> + '_ {
+        let first = (0u32..)
+            .zip(self.first.iter())
+            .filter_map(|(step, outcome)| outcome.map(|outcome| (step, outcome)));
+        first.chain(self.rest.iter().map(|(step, outcome)| (*step, *outcome)))
+    }
 }
 
 impl StepLedger {
     /// What to do with `Execute { saga, step, after_pivot }`.
     pub fn on_execute(&self, saga: SagaId, step: u32, after_pivot: bool) -> LedgerAction {
-        match self.outcomes.get(&(saga, step)) {
+        match self.outcome(saga, step) {
             None => LedgerAction::Evaluate,
             Some(StepOutcome::Executed) => LedgerAction::RepeatExecuted,
             // Past the pivot a refusal is temporary: the coordinator only
@@ -1182,7 +1228,7 @@ impl StepLedger {
 
     /// What to do with `Compensate { saga, step }`.
     pub fn on_compensate(&self, saga: SagaId, step: u32) -> LedgerAction {
-        match self.outcomes.get(&(saga, step)) {
+        match self.outcome(saga, step) {
             None | Some(StepOutcome::Failed) => LedgerAction::Void,
             Some(StepOutcome::Executed) => LedgerAction::Undo,
             Some(StepOutcome::Undone | StepOutcome::Voided) => LedgerAction::RepeatCompensated,
@@ -1191,17 +1237,19 @@ impl StepLedger {
 
     /// Remembers an outcome.
     pub fn record(&mut self, saga: SagaId, step: u32, outcome: StepOutcome) {
-        self.outcomes.insert((saga, step), outcome);
+        self.outcomes.get_or_insert_with(saga, SagaSteps::default).set(step, outcome);
     }
 
     /// The outcome remembered for `(saga, step)`.
     pub fn outcome(&self, saga: SagaId, step: u32) -> Option<StepOutcome> {
-        self.outcomes.get(&(saga, step)).copied()
+        self.outcomes.get(&saga).and_then(|steps| steps.get(step))
     }
 
     /// Every remembered outcome, in `(saga, step)` order.
     pub fn outcomes(&self) -> impl Iterator<Item = ((SagaId, u32), StepOutcome)> + '_ {
-        self.outcomes.iter().map(|(key, outcome)| (*key, *outcome))
+        self.outcomes
+            .iter()
+            .flat_map(|(saga, steps)| steps.iter().map(|(step, outcome)| ((*saga, step), outcome)))
     }
 }
 

@@ -52,7 +52,7 @@ use sim::kit::routing::{HashRing, key_hash};
 use sim::kit::saga::{
     Saga, SagaCommand, SagaDecision, SagaId, SagaInput, SagaPhase, SagaRecord, SagaState,
 };
-use sim::{Component, Ctx, LocalTime, Process, ProcessId, SimDuration, TimerId};
+use sim::{Component, Ctx, DenseMap, LocalTime, Process, ProcessId, SimDuration, TimerId};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
@@ -231,7 +231,7 @@ struct Entry {
     /// for it).
     accepted_durable: bool,
     /// Processing instances to tell once `Accepted` is durable.
-    ack_to: Vec<ProcessId>,
+    ack_to: AckTo,
     /// When the step command in flight times out, or a backoff ends.
     deadline: Option<LocalTime>,
     backing_off: bool,
@@ -251,6 +251,35 @@ impl Entry {
                 OrderCommand::CancelOrder { order, reason }
             }
         }
+    }
+}
+
+/// The processing instances waiting for an order's acceptance: nearly
+/// always exactly one, kept inline (no allocation per order).
+#[derive(Clone, Debug, Default)]
+struct AckTo {
+    first: Option<ProcessId>,
+    more: Vec<ProcessId>,
+}
+
+impl AckTo {
+    /// Adds `processing` unless it waits already.
+    fn add(&mut self, processing: ProcessId) {
+        match self.first {
+            None => self.first = Some(processing),
+            Some(first) if first == processing => {}
+            Some(_) => {
+                if !self.more.contains(&processing) {
+                    self.more.push(processing);
+                }
+            }
+        }
+    }
+
+    /// Every waiting instance, in the order they asked; none wait after.
+    fn take(&mut self) -> impl Iterator<Item = ProcessId> + 'static {
+        let first = self.first.take();
+        first.into_iter().chain(std::mem::take(&mut self.more))
     }
 }
 
@@ -291,7 +320,7 @@ pub struct OrderSagas {
     config: Rc<CoordinatorConfig>,
     services: BTreeMap<ServiceName, u32>,
     /// Orders not yet closed (and closed ones until their answer is sent).
-    entries: BTreeMap<OrderId, Entry>,
+    entries: DenseMap<OrderId, Entry>,
     /// Orders closed: only their ids are kept, so a repeated start is
     /// recognised; everything else about them is in the log.
     closed: OrderSet,
@@ -299,14 +328,15 @@ pub struct OrderSagas {
     ticks: u64,
     /// Orders to act on once the sync with this tag completes (accepted,
     /// or resumed after a restart).
-    syncing: BTreeMap<u64, Vec<OrderId>>,
+    syncing: DenseMap<u64, Vec<OrderId>>,
     /// Journal records not yet written to storage: they are written as one
     /// storage record at the next sync (a group commit), so a crash loses
     /// exactly what a crash before the sync would lose anyway.
     buffer: Vec<u8>,
     next_tag: u64,
-    writes: BTreeMap<u64, OrdersWrite>,
-    batches: BTreeMap<u64, Batch>,
+    /// Writes and batches by request id (counted up from a random start).
+    writes: DenseMap<u64, OrdersWrite>,
+    batches: DenseMap<u64, Batch>,
     next_request: Option<u64>,
     routes: Vec<ShardRoute>,
 }
@@ -320,15 +350,15 @@ impl OrderSagas {
         OrderSagas {
             config,
             services,
-            entries: BTreeMap::new(),
+            entries: DenseMap::new(),
             closed: OrderSet::default(),
             running: 0,
             ticks: 0,
-            syncing: BTreeMap::new(),
+            syncing: DenseMap::new(),
             buffer: Vec::new(),
             next_tag: 0,
-            writes: BTreeMap::new(),
-            batches: BTreeMap::new(),
+            writes: DenseMap::new(),
+            batches: DenseMap::new(),
             next_request: None,
             routes,
         }
@@ -366,7 +396,7 @@ impl OrderSagas {
                         reason: None,
                         closed: false,
                         accepted_durable: false,
-                        ack_to: Vec::new(),
+                        ack_to: AckTo::default(),
                         deadline: None,
                         backing_off: false,
                         write: None,
@@ -402,11 +432,16 @@ impl OrderSagas {
 
     /// Journals `records` about `order` and applies them; the next sync
     /// makes them durable.
-    fn journal(&mut self, ctx: &mut Ctx<'_, Msg>, order: OrderId, records: Vec<Record>) {
-        for record in &records {
+    fn journal(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg>,
+        order: OrderId,
+        records: impl IntoIterator<Item = Record>,
+    ) {
+        for record in records {
             record.encode_into(&mut self.buffer);
-            self.apply(record);
-            Self::report(ctx, record);
+            self.apply(&record);
+            Self::report(ctx, &record);
         }
         let entry = self.entries.get_mut(&order).expect("journaling a known order");
         entry.deadline = None;
@@ -514,19 +549,21 @@ impl OrderSagas {
         let phase = state.phase();
         match state.decide(input) {
             SagaDecision::Log(records) => {
-                let mut logged = Vec::with_capacity(records.len() + 1);
                 let failing = records.iter().any(|record| {
                     matches!(
                         record,
                         SagaRecord::StepFailed { .. } | SagaRecord::StepTimedOut { .. }
                     )
                 });
-                if failing && entry.reason.is_none() {
-                    let reason = reason.unwrap_or(CancelReason::PaymentFailed);
-                    logged.push(Record::Reason { order, reason });
-                }
-                logged.extend(records.into_iter().map(Record::Saga));
-                self.journal(ctx, order, logged);
+                let reason = (failing && entry.reason.is_none()).then(|| Record::Reason {
+                    order,
+                    reason: reason.unwrap_or(CancelReason::PaymentFailed),
+                });
+                self.journal(
+                    ctx,
+                    order,
+                    reason.into_iter().chain(records.into_iter().map(Record::Saga)),
+                );
                 if failing {
                     // A decision to compensate is acted on only once
                     // durable: were it lost in a crash, the coordinator
@@ -652,16 +689,16 @@ impl OrderSagas {
         if route.batch == Some(request) {
             route.batch = None;
         }
-        let mut done = Vec::with_capacity(batch.writes.len());
-        for (index, id) in batch.writes.into_iter().enumerate() {
-            if deferred.contains(&(index as u32)) {
-                route.waiting.push_back(id);
-            } else {
-                done.push(id);
+        let is_deferred = |index: usize| deferred.contains(&(index as u32));
+        for (index, id) in batch.writes.iter().enumerate() {
+            if is_deferred(index) {
+                route.waiting.push_back(*id);
             }
         }
-        for id in done {
-            self.write_done(ctx, id);
+        for (index, id) in batch.writes.iter().enumerate() {
+            if !is_deferred(index) {
+                self.write_done(ctx, *id);
+            }
         }
         self.flush(ctx, batch.shard);
     }
@@ -677,10 +714,10 @@ impl OrderSagas {
         match (&entry.saga, entry.closed) {
             (None, _) => {
                 let at = ctx.now_local();
-                self.journal(ctx, order, vec![Record::Created { order, at }]);
+                self.journal(ctx, order, [Record::Created { order, at }]);
             }
             (Some(state), false) if state.is_finished() => {
-                self.journal(ctx, order, vec![Record::Closed { order }]);
+                self.journal(ctx, order, [Record::Closed { order }]);
             }
             _ => return,
         }
@@ -792,8 +829,8 @@ impl OrderSagas {
         if let Some(entry) = self.entries.get_mut(&order) {
             if entry.accepted_durable {
                 ctx.send(from, Msg::Internal(Internal::OrderAccepted { order }));
-            } else if !entry.ack_to.contains(&from) {
-                entry.ack_to.push(from);
+            } else {
+                entry.ack_to.add(from);
             }
             return;
         }
@@ -804,8 +841,8 @@ impl OrderSagas {
             return;
         }
         let record = Record::Accepted { order, client, card: request.card, lines: request.lines };
-        self.journal(ctx, order, vec![record]);
-        self.entries.get_mut(&order).expect("just accepted").ack_to.push(from);
+        self.journal(ctx, order, [record]);
+        self.entries.get_mut(&order).expect("just accepted").ack_to.add(from);
         // The one change acted on only once durable: from the answer on,
         // the processing instance forgets the order.
         self.sync_then_act(ctx, vec![order]);
@@ -816,7 +853,7 @@ impl OrderSagas {
         for order in orders {
             let Some(entry) = self.entries.get_mut(&order) else { continue };
             entry.accepted_durable = true;
-            for processing in std::mem::take(&mut entry.ack_to) {
+            for processing in entry.ack_to.take() {
                 ctx.send(processing, Msg::Internal(Internal::OrderAccepted { order }));
             }
             self.act(ctx, order);
