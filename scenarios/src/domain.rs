@@ -79,6 +79,71 @@ pub struct Line {
     pub unit_price_cents: u64,
 }
 
+/// The events a command was decided into: none (a repeat of a command that
+/// took effect) or one. No command of this domain decides into more, so the
+/// event is kept inline rather than in a vector allocated per command; it
+/// reads as a slice (`events[0]`, `events.is_empty()`, `for event in
+/// &events`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Events<E>(Option<E>);
+
+impl<E> Events<E> {
+    /// No event.
+    pub fn none() -> Events<E> {
+        Events(None)
+    }
+
+    /// One event.
+    pub fn one(event: E) -> Events<E> {
+        Events(Some(event))
+    }
+}
+
+impl<E> Default for Events<E> {
+    fn default() -> Events<E> {
+        Events::none()
+    }
+}
+
+impl<E> std::ops::Deref for Events<E> {
+    type Target = [E];
+
+    fn deref(&self) -> &[E] {
+        self.0.as_slice()
+    }
+}
+
+impl<E> IntoIterator for Events<E> {
+    type Item = E;
+    type IntoIter = std::option::IntoIter<E>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, E> IntoIterator for &'a Events<E> {
+    type Item = &'a E;
+    type IntoIter = std::slice::Iter<'a, E>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<E> From<Events<E>> for Vec<E> {
+    fn from(events: Events<E>) -> Vec<E> {
+        events.into_iter().collect()
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Events<E> {
+    /// As a list, the way a vector of events prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// The total of some lines, in cents.
 pub fn total_cents(lines: &[Line]) -> u64 {
     lines.iter().map(|line| u64::from(line.quantity) * line.unit_price_cents).sum()

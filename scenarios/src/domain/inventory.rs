@@ -4,7 +4,7 @@
 //! reserved for one order, or shipped. A reservation is released (back to
 //! available) or shipped, never both.
 
-use super::{Line, OrderId, ProductId, Rejection};
+use super::{Events, Line, OrderId, ProductId, Rejection};
 use serde::{Deserialize, Serialize};
 use sim::DenseMap;
 
@@ -68,7 +68,7 @@ impl Inventory {
     }
 
     /// Decides a command; repeats of commands that took effect are no-ops.
-    pub fn decide(&self, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
+    pub fn decide(&self, command: &InventoryCommand) -> Result<Events<InventoryEvent>, Rejection> {
         match command {
             InventoryCommand::ReserveProducts { order, lines } => {
                 if self.reserved.contains_key(order)
@@ -77,28 +77,31 @@ impl Inventory {
                 {
                     // Reserved before (or already finished with): a
                     // redelivered command must not hold stock twice.
-                    return Ok(Vec::new());
+                    return Ok(Events::none());
                 }
                 if let Some(product) = self.first_short(lines) {
                     return Err(Rejection::OutOfStock(product));
                 }
-                Ok(vec![InventoryEvent::ProductsReserved { order: *order, lines: lines.clone() }])
+                Ok(Events::one(InventoryEvent::ProductsReserved {
+                    order: *order,
+                    lines: lines.clone(),
+                }))
             }
             InventoryCommand::ReleaseReservation { order } => {
                 if self.reserved.contains_key(order) {
-                    Ok(vec![InventoryEvent::ReservationReleased { order: *order }])
+                    Ok(Events::one(InventoryEvent::ReservationReleased { order: *order }))
                 } else {
                     // Nothing held (never reserved, or already released or
                     // shipped): releasing is a no-op, so compensations can
                     // be retried blindly.
-                    Ok(Vec::new())
+                    Ok(Events::none())
                 }
             }
             InventoryCommand::ShipProducts { order } => {
                 if self.shipped.contains_key(order) {
-                    Ok(Vec::new())
+                    Ok(Events::none())
                 } else if self.reserved.contains_key(order) {
-                    Ok(vec![InventoryEvent::ProductsShipped { order: *order }])
+                    Ok(Events::one(InventoryEvent::ProductsShipped { order: *order }))
                 } else {
                     Err(Rejection::WrongState(format!("{order} has no reservation to ship")))
                 }
@@ -108,26 +111,32 @@ impl Inventory {
 
     /// Applies an event.
     pub fn evolve(&mut self, event: &InventoryEvent) {
+        self.evolve_owned(event.clone());
+    }
+
+    /// Applies an event the caller gives up, keeping its lines instead of
+    /// copying them.
+    pub fn evolve_owned(&mut self, event: InventoryEvent) {
         match event {
             InventoryEvent::ProductsReserved { order, lines } => {
-                for line in lines {
+                for line in &lines {
                     let available = self.available.get_or_insert_with(line.product, || 0);
                     *available = available.saturating_sub(u64::from(line.quantity));
                 }
-                self.reserved.insert(*order, lines.clone());
+                self.reserved.insert(order, lines);
             }
             InventoryEvent::ReservationReleased { order } => {
-                if let Some(lines) = self.reserved.remove(order) {
+                if let Some(lines) = self.reserved.remove(&order) {
                     for line in &lines {
                         *self.available.get_or_insert_with(line.product, || 0) +=
                             u64::from(line.quantity);
                     }
-                    self.released.insert(*order, lines);
+                    self.released.insert(order, lines);
                 }
             }
             InventoryEvent::ProductsShipped { order } => {
-                if let Some(lines) = self.reserved.remove(order) {
-                    self.shipped.insert(*order, lines);
+                if let Some(lines) = self.reserved.remove(&order) {
+                    self.shipped.insert(order, lines);
                 }
             }
         }

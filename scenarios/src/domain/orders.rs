@@ -1,6 +1,6 @@
 //! The Orders aggregate: the system of record of each order's life.
 
-use super::{CancelReason, Line, OrderId, Rejection, total_cents};
+use super::{CancelReason, Events, Line, OrderId, Rejection, total_cents};
 use serde::{Deserialize, Serialize};
 use sim::DenseMap;
 
@@ -97,21 +97,21 @@ impl Orders {
     /// Decides a command. Repeating a command that already took effect is
     /// answered with no events (idempotent), not an error, so redelivery is
     /// harmless.
-    pub fn decide(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
+    pub fn decide(&self, command: &OrderCommand) -> Result<Events<OrderEvent>, Rejection> {
         match command {
             OrderCommand::CreateOrder { order, lines } => match self.orders.get(order) {
-                Some(_) => Ok(Vec::new()),
-                None => Ok(vec![OrderEvent::OrderCreated {
+                Some(_) => Ok(Events::none()),
+                None => Ok(Events::one(OrderEvent::OrderCreated {
                     order: *order,
                     lines: lines.clone(),
                     total_cents: total_cents(lines),
-                }]),
+                })),
             },
             OrderCommand::CompleteOrder { order } => match self.status(*order) {
                 Some(OrderStatus::Created) => {
-                    Ok(vec![OrderEvent::OrderCompleted { order: *order }])
+                    Ok(Events::one(OrderEvent::OrderCompleted { order: *order }))
                 }
-                Some(OrderStatus::Completed) => Ok(Vec::new()),
+                Some(OrderStatus::Completed) => Ok(Events::none()),
                 Some(OrderStatus::Cancelled(_)) => {
                     Err(Rejection::WrongState(format!("{order} is cancelled")))
                 }
@@ -119,9 +119,9 @@ impl Orders {
             },
             OrderCommand::CancelOrder { order, reason } => match self.status(*order) {
                 Some(OrderStatus::Created) => {
-                    Ok(vec![OrderEvent::OrderCancelled { order: *order, reason: *reason }])
+                    Ok(Events::one(OrderEvent::OrderCancelled { order: *order, reason: *reason }))
                 }
-                Some(OrderStatus::Cancelled(_)) => Ok(Vec::new()),
+                Some(OrderStatus::Cancelled(_)) => Ok(Events::none()),
                 Some(OrderStatus::Completed) => {
                     Err(Rejection::WrongState(format!("{order} is completed")))
                 }

@@ -6,7 +6,7 @@
 //! and a refund of a charge that never happened is a no-op: that is what
 //! makes "refund when the outcome is unknown" safe.
 
-use super::{OrderId, Rejection};
+use super::{Events, OrderId, Rejection};
 use serde::{Deserialize, Serialize};
 use sim::DenseMap;
 
@@ -78,17 +78,17 @@ pub struct Payments {
 impl Payments {
     /// Decides a command; a repeated charge answers with the earlier
     /// outcome and moves no money.
-    pub fn decide(&self, command: &PaymentCommand) -> Result<Vec<PaymentEvent>, Rejection> {
+    pub fn decide(&self, command: &PaymentCommand) -> Result<Events<PaymentEvent>, Rejection> {
         match command {
             PaymentCommand::SubmitPayment { order, amount_cents, card } => {
                 if let Some(amount) = self.charged.get(order) {
-                    return Ok(vec![PaymentEvent::PaymentApproved {
+                    return Ok(Events::one(PaymentEvent::PaymentApproved {
                         order: *order,
                         amount_cents: *amount,
-                    }]);
+                    }));
                 }
                 if self.declined.contains_key(order) || *card == CardOutcome::Decline {
-                    return Ok(vec![PaymentEvent::PaymentDeclined { order: *order }]);
+                    return Ok(Events::one(PaymentEvent::PaymentDeclined { order: *order }));
                 }
                 if self.refunded.contains_key(order) {
                     // Refunded before the charge arrived (a late charge after
@@ -96,17 +96,20 @@ impl Payments {
                     // order that was given up.
                     return Err(Rejection::WrongState(format!("{order} was already refunded")));
                 }
-                Ok(vec![PaymentEvent::PaymentApproved {
+                Ok(Events::one(PaymentEvent::PaymentApproved {
                     order: *order,
                     amount_cents: *amount_cents,
-                }])
+                }))
             }
             PaymentCommand::RefundPayment { order } => match self.charged.get(order) {
                 Some(amount) if !self.refunded.contains_key(order) => {
-                    Ok(vec![PaymentEvent::PaymentRefunded { order: *order, amount_cents: *amount }])
+                    Ok(Events::one(PaymentEvent::PaymentRefunded {
+                        order: *order,
+                        amount_cents: *amount,
+                    }))
                 }
                 // Never charged, or refunded already: nothing to give back.
-                _ => Ok(Vec::new()),
+                _ => Ok(Events::none()),
             },
         }
     }

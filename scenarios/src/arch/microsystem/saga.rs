@@ -106,16 +106,6 @@ enum Record {
 }
 
 impl Record {
-    fn order(&self) -> OrderId {
-        match self {
-            Record::Accepted { order, .. }
-            | Record::Created { order, .. }
-            | Record::Reason { order, .. }
-            | Record::Closed { order } => *order,
-            Record::Saga(record) => OrderId(record.saga().0),
-        }
-    }
-
     /// Appends the record's bytes to `bytes`.
     fn encode_into(&self, bytes: &mut Vec<u8>) {
         let writer = Writer::onto(std::mem::take(bytes));
@@ -287,7 +277,9 @@ impl AckTo {
 #[derive(Clone, Debug)]
 struct OrdersWrite {
     order: OrderId,
-    command: OrderCommand,
+    /// The command while it waits; a batch holds it (`None` here) from the
+    /// moment it is sent until it is written or deferred back.
+    command: Option<OrderCommand>,
 }
 
 /// A batch of commands sent to one shard, waiting for its answer.
@@ -383,15 +375,16 @@ impl OrderSagas {
         self.closed.len()
     }
 
-    fn apply(&mut self, record: &Record) {
+    /// Applies a record, taking it (an order's lines move into its entry).
+    fn apply(&mut self, record: Record) {
         match record {
             Record::Accepted { order, client, card, lines } => {
-                if !self.entries.contains_key(order) && !self.closed.contains(*order) {
+                if !self.entries.contains_key(&order) && !self.closed.contains(order) {
                     self.running += 1;
                     let entry = Entry {
-                        client: *client,
-                        lines: lines.clone(),
-                        card: *card,
+                        client,
+                        lines,
+                        card,
                         saga: None,
                         reason: None,
                         closed: false,
@@ -401,27 +394,27 @@ impl OrderSagas {
                         backing_off: false,
                         write: None,
                     };
-                    self.entries.insert(*order, entry);
+                    self.entries.insert(order, entry);
                 }
             }
             Record::Created { order, at } => {
                 let saga = &self.config.saga;
-                let entry = self.entries.get_mut(order).expect("created after accepted");
+                let entry = self.entries.get_mut(&order).expect("created after accepted");
                 let started =
-                    SagaRecord::Started { saga: SagaId(order.0), requester: entry.client, at: *at };
+                    SagaRecord::Started { saga: SagaId(order.0), requester: entry.client, at };
                 entry.saga = Some(saga.restore(&started));
             }
             Record::Saga(saga_record) => {
-                let entry =
-                    self.entries.get_mut(&record.order()).expect("a saga record of a known order");
-                entry.saga.as_mut().expect("steps after creation").apply(saga_record);
+                let order = OrderId(saga_record.saga().0);
+                let entry = self.entries.get_mut(&order).expect("a saga record of a known order");
+                entry.saga.as_mut().expect("steps after creation").apply(&saga_record);
             }
             Record::Reason { order, reason } => {
-                let entry = self.entries.get_mut(order).expect("a reason of a known order");
-                entry.reason.get_or_insert(*reason);
+                let entry = self.entries.get_mut(&order).expect("a reason of a known order");
+                entry.reason.get_or_insert(reason);
             }
             Record::Closed { order } => {
-                let entry = self.entries.get_mut(order).expect("closing a known order");
+                let entry = self.entries.get_mut(&order).expect("closing a known order");
                 if !entry.closed {
                     entry.closed = true;
                     self.running -= 1;
@@ -440,8 +433,8 @@ impl OrderSagas {
     ) {
         for record in records {
             record.encode_into(&mut self.buffer);
-            self.apply(&record);
             Self::report(ctx, &record);
+            self.apply(record);
         }
         let entry = self.entries.get_mut(&order).expect("journaling a known order");
         entry.deadline = None;
@@ -625,7 +618,7 @@ impl OrderSagas {
         if let Some(previous) = entry.write.replace(id) {
             self.writes.remove(&previous);
         }
-        self.writes.insert(id, OrdersWrite { order, command });
+        self.writes.insert(id, OrdersWrite { order, command: Some(command) });
         let shard = shard_of(&self.config.ring, order);
         self.routes[shard as usize].waiting.push_back(id);
         self.flush(ctx, shard);
@@ -643,9 +636,9 @@ impl OrderSagas {
         while writes.len() < self.config.batch_max {
             let Some(id) = route.waiting.pop_front() else { break };
             // A write superseded while it waited is dropped.
-            if let Some(write) = self.writes.get(&id) {
+            if let Some(command) = self.writes.get_mut(&id).and_then(|write| write.command.take()) {
                 writes.push(id);
-                commands.push(write.command.clone());
+                commands.push(command);
             }
         }
         if writes.is_empty() {
@@ -690,9 +683,13 @@ impl OrderSagas {
             route.batch = None;
         }
         let is_deferred = |index: usize| deferred.contains(&(index as u32));
-        for (index, id) in batch.writes.iter().enumerate() {
+        for (index, (id, command)) in batch.writes.iter().zip(batch.commands).enumerate() {
             if is_deferred(index) {
                 route.waiting.push_back(*id);
+                // Back in line with its command, unless superseded since.
+                if let Some(write) = self.writes.get_mut(id) {
+                    write.command = Some(command);
+                }
             }
         }
         for (index, id) in batch.writes.iter().enumerate() {
@@ -864,7 +861,7 @@ impl OrderSagas {
 impl Process<Msg> for OrderSagas {
     fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
         let records: Vec<Record> = ctx.read_log(LOG).iter().flat_map(Record::decode_all).collect();
-        for record in &records {
+        for record in records {
             self.apply(record);
         }
         let closed: Vec<OrderId> = self

@@ -175,12 +175,12 @@ impl InventoryService {
                 }
                 other => panic!("{INVENTORY_LOG}: unknown record tag {other}"),
             };
-            inventory.evolve(&event);
+            inventory.evolve_owned(event);
         }
     }
 
-    fn record(&mut self, ctx: &mut Ctx<'_, Msg>, event: &InventoryEvent) {
-        match event {
+    fn record(&mut self, ctx: &mut Ctx<'_, Msg>, event: InventoryEvent) {
+        match &event {
             InventoryEvent::ProductsReserved { order, lines } => {
                 ctx.record("ProductsReserved", order.0);
                 self.replies.record(|w| w.u8(RESERVED).u64(order.0).lines(lines));
@@ -194,7 +194,7 @@ impl InventoryService {
                 self.replies.record(|w| w.u8(SHIPPED).u64(order.0));
             }
         }
-        self.inventory.evolve(event);
+        self.inventory.evolve_owned(event);
     }
 
     fn remember(&mut self, order: OrderId, outcome: StepOutcome) {
@@ -209,7 +209,7 @@ impl InventoryService {
     fn decide(&mut self, ctx: &mut Ctx<'_, Msg>, command: &InventoryCommand) -> bool {
         match self.inventory.decide(command) {
             Ok(events) => {
-                for event in &events {
+                for event in events {
                     self.record(ctx, event);
                 }
                 true
