@@ -565,7 +565,7 @@ pub enum SagaInput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SagaDecision {
     /// Log these records; once they are durable, act on the new phase.
-    Log(Vec<SagaRecord>),
+    Log(SagaRecords),
     /// Send the command in flight again now (after a timeout that changes
     /// nothing: the pivot is re-asked, a later step or a compensation is
     /// retried).
@@ -575,6 +575,74 @@ pub enum SagaDecision {
     ResendLater,
     /// Nothing to do: a duplicate or late answer.
     Ignore,
+}
+
+/// The records one decision logs: the step's record, then the saga's end
+/// when that ends it. Kept inline (a decision is made for every answer a
+/// coordinator gets); reads as a slice.
+#[derive(Clone, Copy)]
+pub struct SagaRecords {
+    /// The records; a second slot not in use repeats the first.
+    records: [SagaRecord; 2],
+    len: usize,
+}
+
+impl SagaRecords {
+    /// One record.
+    pub fn one(record: SagaRecord) -> SagaRecords {
+        SagaRecords { records: [record, record], len: 1 }
+    }
+
+    /// These records, then `record`.
+    ///
+    /// # Panics
+    /// If there are two already: no decision logs more.
+    pub fn and(mut self, record: SagaRecord) -> SagaRecords {
+        assert!(self.len < 2, "a saga decision logs at most two records");
+        self.records[self.len] = record;
+        self.len += 1;
+        self
+    }
+}
+
+impl std::ops::Deref for SagaRecords {
+    type Target = [SagaRecord];
+
+    fn deref(&self) -> &[SagaRecord] {
+        &self.records[..self.len]
+    }
+}
+
+impl IntoIterator for SagaRecords {
+    type Item = SagaRecord;
+    type IntoIter = std::iter::Take<std::array::IntoIter<SagaRecord, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter().take(self.len)
+    }
+}
+
+impl<'a> IntoIterator for &'a SagaRecords {
+    type Item = &'a SagaRecord;
+    type IntoIter = std::slice::Iter<'a, SagaRecord>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for SagaRecords {
+    fn eq(&self, other: &SagaRecords) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SagaRecords {}
+
+impl fmt::Debug for SagaRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// The command a saga needs in flight.
@@ -669,9 +737,9 @@ impl SagaState {
             (SagaPhase::Executing { step }, SagaInput::Executed { step: answered })
                 if answered == step =>
             {
-                let mut records = vec![SagaRecord::StepExecuted { saga, step }];
+                let mut records = SagaRecords::one(SagaRecord::StepExecuted { saga, step });
                 if step + 1 == self.step_count {
-                    records.push(SagaRecord::Completed { saga });
+                    records = records.and(SagaRecord::Completed { saga });
                 }
                 SagaDecision::Log(records)
             }
@@ -681,9 +749,9 @@ impl SagaState {
                 if self.is_after_pivot(step) {
                     return SagaDecision::ResendLater;
                 }
-                let mut records = vec![SagaRecord::StepFailed { saga, step }];
+                let mut records = SagaRecords::one(SagaRecord::StepFailed { saga, step });
                 if step == 0 {
-                    records.push(SagaRecord::Aborted { saga });
+                    records = records.and(SagaRecord::Aborted { saga });
                 }
                 SagaDecision::Log(records)
             }
@@ -693,14 +761,14 @@ impl SagaState {
                     // until it answers; later steps only go forward.
                     return SagaDecision::ResendNow;
                 }
-                SagaDecision::Log(vec![SagaRecord::StepTimedOut { saga, step }])
+                SagaDecision::Log(SagaRecords::one(SagaRecord::StepTimedOut { saga, step }))
             }
             (SagaPhase::Compensating { step }, SagaInput::Compensated { step: answered })
                 if answered == step =>
             {
-                let mut records = vec![SagaRecord::StepCompensated { saga, step }];
+                let mut records = SagaRecords::one(SagaRecord::StepCompensated { saga, step });
                 if step == 0 {
-                    records.push(SagaRecord::Aborted { saga });
+                    records = records.and(SagaRecord::Aborted { saga });
                 }
                 SagaDecision::Log(records)
             }
@@ -958,7 +1026,7 @@ impl<M: Carry<SagaProtocol>> SagaCoordinator<M> {
         let Some(instance) = self.instances.get_mut(&saga) else { return };
         let phase = instance.state.phase;
         match instance.state.decide(input) {
-            SagaDecision::Log(records) => self.log(ctx, saga, records),
+            SagaDecision::Log(records) => self.log(ctx, saga, records.to_vec()),
             SagaDecision::ResendNow => {
                 match phase {
                     SagaPhase::Executing { step } => {

@@ -273,6 +273,25 @@ impl AckTo {
     }
 }
 
+/// The orders to act on once a sync completes: nearly always one (an
+/// acceptance, a decision to compensate), kept inline; after a restart,
+/// every order resumed.
+#[derive(Clone, Debug)]
+enum ToAct {
+    One(OrderId),
+    All(Vec<OrderId>),
+}
+
+impl ToAct {
+    fn orders(self) -> impl Iterator<Item = OrderId> {
+        let (one, all) = match self {
+            ToAct::One(order) => (Some(order), Vec::new()),
+            ToAct::All(orders) => (None, orders),
+        };
+        one.into_iter().chain(all)
+    }
+}
+
 /// One order's command for Orders, waiting to go or in a batch.
 #[derive(Clone, Debug)]
 struct OrdersWrite {
@@ -320,7 +339,7 @@ pub struct OrderSagas {
     ticks: u64,
     /// Orders to act on once the sync with this tag completes (accepted,
     /// or resumed after a restart).
-    syncing: DenseMap<u64, Vec<OrderId>>,
+    syncing: DenseMap<u64, ToAct>,
     /// Journal records not yet written to storage: they are written as one
     /// storage record at the next sync (a group commit), so a crash loses
     /// exactly what a crash before the sync would lose anyway.
@@ -441,9 +460,9 @@ impl OrderSagas {
         entry.backing_off = false;
     }
 
-    /// Writes the journal's buffer and syncs, acting on `orders` once it is
-    /// durable.
-    fn sync_then_act(&mut self, ctx: &mut Ctx<'_, Msg>, orders: Vec<OrderId>) {
+    /// Writes the journal's buffer and syncs, acting on `orders` (if any)
+    /// once it is durable.
+    fn sync_then_act(&mut self, ctx: &mut Ctx<'_, Msg>, orders: Option<ToAct>) {
         if !self.buffer.is_empty() {
             // Storage copies the bytes; the buffer is kept for next time.
             ctx.append(LOG, &self.buffer);
@@ -451,7 +470,7 @@ impl OrderSagas {
         }
         let tag = self.next_tag;
         self.next_tag += 1;
-        if !orders.is_empty() {
+        if let Some(orders) = orders {
             self.syncing.insert(tag, orders);
         }
         ctx.sync(tag);
@@ -562,7 +581,7 @@ impl OrderSagas {
                     // durable: were it lost in a crash, the coordinator
                     // could resume forward while a participant undoes its
                     // step on the forgotten command's word.
-                    self.sync_then_act(ctx, vec![order]);
+                    self.sync_then_act(ctx, Some(ToAct::One(order)));
                 } else {
                     self.act(ctx, order);
                 }
@@ -765,7 +784,7 @@ impl OrderSagas {
             self.dispatch(ctx, request, None);
         }
         if !self.buffer.is_empty() {
-            self.sync_then_act(ctx, Vec::new());
+            self.sync_then_act(ctx, None);
         }
     }
 
@@ -842,12 +861,12 @@ impl OrderSagas {
         self.entries.get_mut(&order).expect("just accepted").ack_to.add(from);
         // The one change acted on only once durable: from the answer on,
         // the processing instance forgets the order.
-        self.sync_then_act(ctx, vec![order]);
+        self.sync_then_act(ctx, Some(ToAct::One(order)));
     }
 
     fn synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
         let Some(orders) = self.syncing.remove(&tag) else { return };
-        for order in orders {
+        for order in orders.orders() {
             let Some(entry) = self.entries.get_mut(&order) else { continue };
             entry.accepted_durable = true;
             for processing in entry.ack_to.take() {
@@ -890,7 +909,7 @@ impl Process<Msg> for OrderSagas {
         // Act once what was replayed is known durable (a process restart
         // may find an unsynced tail in the page cache).
         if !resumed.is_empty() {
-            self.sync_then_act(ctx, resumed);
+            self.sync_then_act(ctx, Some(ToAct::All(resumed)));
         }
         self.watch(ctx);
         ctx.set_timer(self.config.sweep_interval, TAG_SWEEP);
