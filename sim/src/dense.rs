@@ -172,8 +172,8 @@ impl<K: DenseKey, V> DenseMap<K, V> {
             return value;
         }
         let Form::Sparse { map, .. } = &mut self.form else { unreachable!("sparse") };
-        if !map.contains_key(&key) {
-            map.insert(key, make());
+        if let btree_map::Entry::Vacant(vacant) = map.entry(key) {
+            vacant.insert(make());
             self.counted_change();
         }
         self.get_mut(&key).expect("just inserted")
