@@ -29,6 +29,7 @@ pub use payments::{CardOutcome, PaymentCommand, PaymentEvent, Payments};
 pub use shipping::{Shipping, ShippingCommand, ShippingEvent};
 
 use serde::{Deserialize, Serialize};
+use sim::DenseKey;
 use std::fmt;
 
 /// An order, by id. Ids are given by the workload and never reused.
@@ -46,6 +47,21 @@ pub struct ProductId(pub u32);
 #[serde(transparent)]
 pub struct CustomerId(pub u32);
 
+/// Order ids are numbered densely by the workload, so the aggregates keep
+/// their per-order state in [`sim::DenseMap`]s.
+impl DenseKey for OrderId {
+    fn position(self) -> u64 {
+        self.0
+    }
+}
+
+/// Product ids run from 0 to the catalogue's size.
+impl DenseKey for ProductId {
+    fn position(self) -> u64 {
+        u64::from(self.0)
+    }
+}
+
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "order-{}", self.0)
@@ -61,6 +77,71 @@ pub struct Line {
     pub quantity: u32,
     /// Price of one, in cents (integers: money is never a float).
     pub unit_price_cents: u64,
+}
+
+/// The events a command was decided into: none (a repeat of a command that
+/// took effect) or one. No command of this domain decides into more, so the
+/// event is kept inline rather than in a vector allocated per command; it
+/// reads as a slice (`events[0]`, `events.is_empty()`, `for event in
+/// &events`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Events<E>(Option<E>);
+
+impl<E> Events<E> {
+    /// No event.
+    pub fn none() -> Events<E> {
+        Events(None)
+    }
+
+    /// One event.
+    pub fn one(event: E) -> Events<E> {
+        Events(Some(event))
+    }
+}
+
+impl<E> Default for Events<E> {
+    fn default() -> Events<E> {
+        Events::none()
+    }
+}
+
+impl<E> std::ops::Deref for Events<E> {
+    type Target = [E];
+
+    fn deref(&self) -> &[E] {
+        self.0.as_slice()
+    }
+}
+
+impl<E> IntoIterator for Events<E> {
+    type Item = E;
+    type IntoIter = std::option::IntoIter<E>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, E> IntoIterator for &'a Events<E> {
+    type Item = &'a E;
+    type IntoIter = std::slice::Iter<'a, E>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<E> From<Events<E>> for Vec<E> {
+    fn from(events: Events<E>) -> Vec<E> {
+        events.into_iter().collect()
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Events<E> {
+    /// As a list, the way a vector of events prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// The total of some lines, in cents.

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod dense;
 pub mod dist;
 pub mod fault;
 pub mod ids;
@@ -44,6 +45,7 @@ pub mod trace;
 mod world;
 
 pub use clock::{ClockConfig, LocalTime};
+pub use dense::{DenseKey, DenseMap};
 pub use dist::Dist;
 pub use fault::{Fault, FaultMix, FaultSchedule, FiredFault, SwarmConfig, Touched};
 pub use ids::{EXTERNAL, NodeId, ProcessId, ResourceId, TimerId};

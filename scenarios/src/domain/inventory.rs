@@ -4,9 +4,9 @@
 //! reserved for one order, or shipped. A reservation is released (back to
 //! available) or shipped, never both.
 
-use super::{Line, OrderId, ProductId, Rejection};
+use super::{Events, Line, OrderId, ProductId, Rejection};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sim::DenseMap;
 
 /// A command to Inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +55,10 @@ pub enum InventoryEvent {
 /// Stock per product, reservations and shipments per order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
-    available: BTreeMap<ProductId, u64>,
-    reserved: BTreeMap<OrderId, Vec<Line>>,
-    shipped: BTreeMap<OrderId, Vec<Line>>,
-    released: BTreeMap<OrderId, Vec<Line>>,
+    available: DenseMap<ProductId, u64>,
+    reserved: DenseMap<OrderId, Vec<Line>>,
+    shipped: DenseMap<OrderId, Vec<Line>>,
+    released: DenseMap<OrderId, Vec<Line>>,
 }
 
 impl Inventory {
@@ -68,7 +68,7 @@ impl Inventory {
     }
 
     /// Decides a command; repeats of commands that took effect are no-ops.
-    pub fn decide(&self, command: &InventoryCommand) -> Result<Vec<InventoryEvent>, Rejection> {
+    pub fn decide(&self, command: &InventoryCommand) -> Result<Events<InventoryEvent>, Rejection> {
         match command {
             InventoryCommand::ReserveProducts { order, lines } => {
                 if self.reserved.contains_key(order)
@@ -77,34 +77,31 @@ impl Inventory {
                 {
                     // Reserved before (or already finished with): a
                     // redelivered command must not hold stock twice.
-                    return Ok(Vec::new());
+                    return Ok(Events::none());
                 }
-                let mut needed: BTreeMap<ProductId, u64> = BTreeMap::new();
-                for line in lines {
-                    *needed.entry(line.product).or_default() += u64::from(line.quantity);
+                if let Some(product) = self.first_short(lines) {
+                    return Err(Rejection::OutOfStock(product));
                 }
-                for (product, quantity) in &needed {
-                    if self.available(*product) < *quantity {
-                        return Err(Rejection::OutOfStock(*product));
-                    }
-                }
-                Ok(vec![InventoryEvent::ProductsReserved { order: *order, lines: lines.clone() }])
+                Ok(Events::one(InventoryEvent::ProductsReserved {
+                    order: *order,
+                    lines: lines.clone(),
+                }))
             }
             InventoryCommand::ReleaseReservation { order } => {
                 if self.reserved.contains_key(order) {
-                    Ok(vec![InventoryEvent::ReservationReleased { order: *order }])
+                    Ok(Events::one(InventoryEvent::ReservationReleased { order: *order }))
                 } else {
                     // Nothing held (never reserved, or already released or
                     // shipped): releasing is a no-op, so compensations can
                     // be retried blindly.
-                    Ok(Vec::new())
+                    Ok(Events::none())
                 }
             }
             InventoryCommand::ShipProducts { order } => {
                 if self.shipped.contains_key(order) {
-                    Ok(Vec::new())
+                    Ok(Events::none())
                 } else if self.reserved.contains_key(order) {
-                    Ok(vec![InventoryEvent::ProductsShipped { order: *order }])
+                    Ok(Events::one(InventoryEvent::ProductsShipped { order: *order }))
                 } else {
                     Err(Rejection::WrongState(format!("{order} has no reservation to ship")))
                 }
@@ -114,29 +111,58 @@ impl Inventory {
 
     /// Applies an event.
     pub fn evolve(&mut self, event: &InventoryEvent) {
+        self.evolve_owned(event.clone());
+    }
+
+    /// Applies an event the caller gives up, keeping its lines instead of
+    /// copying them.
+    pub fn evolve_owned(&mut self, event: InventoryEvent) {
         match event {
             InventoryEvent::ProductsReserved { order, lines } => {
-                for line in lines {
-                    let available = self.available.entry(line.product).or_default();
+                for line in &lines {
+                    let available = self.available.get_or_insert_with(line.product, || 0);
                     *available = available.saturating_sub(u64::from(line.quantity));
                 }
-                self.reserved.insert(*order, lines.clone());
+                self.reserved.insert(order, lines);
             }
             InventoryEvent::ReservationReleased { order } => {
-                if let Some(lines) = self.reserved.remove(order) {
+                if let Some(lines) = self.reserved.remove(&order) {
                     for line in &lines {
-                        *self.available.entry(line.product).or_default() +=
+                        *self.available.get_or_insert_with(line.product, || 0) +=
                             u64::from(line.quantity);
                     }
-                    self.released.insert(*order, lines);
+                    self.released.insert(order, lines);
                 }
             }
             InventoryEvent::ProductsShipped { order } => {
-                if let Some(lines) = self.reserved.remove(order) {
-                    self.shipped.insert(*order, lines);
+                if let Some(lines) = self.reserved.remove(&order) {
+                    self.shipped.insert(order, lines);
                 }
             }
         }
+    }
+
+    /// The smallest product of `lines` whose lines together ask for more
+    /// than is available. An order has a handful of lines, so the lines of
+    /// each product are summed by scanning them, not in a map built per
+    /// order.
+    fn first_short(&self, lines: &[Line]) -> Option<ProductId> {
+        let mut short: Option<ProductId> = None;
+        for (index, line) in lines.iter().enumerate() {
+            let product = line.product;
+            if lines[..index].iter().any(|earlier| earlier.product == product) {
+                continue; // summed with its first line
+            }
+            let needed: u64 = lines[index..]
+                .iter()
+                .filter(|other| other.product == product)
+                .map(|other| u64::from(other.quantity))
+                .sum();
+            if self.available(product) < needed && short.is_none_or(|first| product < first) {
+                short = Some(product);
+            }
+        }
+        short
     }
 
     /// Units of `product` free to reserve.
@@ -147,7 +173,7 @@ impl Inventory {
     /// Units of every product: available, reserved and shipped, for the
     /// stock-conservation invariant.
     pub fn units(&self) -> StockCount {
-        let count = |orders: &BTreeMap<OrderId, Vec<Line>>| -> u64 {
+        let count = |orders: &DenseMap<OrderId, Vec<Line>>| -> u64 {
             orders.values().flatten().map(|line| u64::from(line.quantity)).sum()
         };
         StockCount {

@@ -1,8 +1,8 @@
 //! The Orders aggregate: the system of record of each order's life.
 
-use super::{CancelReason, Line, OrderId, Rejection, total_cents};
+use super::{CancelReason, Events, Line, OrderId, Rejection, total_cents};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sim::DenseMap;
 
 /// A command to the Orders aggregate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,28 +90,28 @@ pub struct OrderRecord {
 /// each order is its own unit of consistency).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Orders {
-    orders: BTreeMap<OrderId, OrderRecord>,
+    orders: DenseMap<OrderId, OrderRecord>,
 }
 
 impl Orders {
     /// Decides a command. Repeating a command that already took effect is
     /// answered with no events (idempotent), not an error, so redelivery is
     /// harmless.
-    pub fn decide(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
+    pub fn decide(&self, command: &OrderCommand) -> Result<Events<OrderEvent>, Rejection> {
         match command {
             OrderCommand::CreateOrder { order, lines } => match self.orders.get(order) {
-                Some(_) => Ok(Vec::new()),
-                None => Ok(vec![OrderEvent::OrderCreated {
+                Some(_) => Ok(Events::none()),
+                None => Ok(Events::one(OrderEvent::OrderCreated {
                     order: *order,
                     lines: lines.clone(),
                     total_cents: total_cents(lines),
-                }]),
+                })),
             },
             OrderCommand::CompleteOrder { order } => match self.status(*order) {
                 Some(OrderStatus::Created) => {
-                    Ok(vec![OrderEvent::OrderCompleted { order: *order }])
+                    Ok(Events::one(OrderEvent::OrderCompleted { order: *order }))
                 }
-                Some(OrderStatus::Completed) => Ok(Vec::new()),
+                Some(OrderStatus::Completed) => Ok(Events::none()),
                 Some(OrderStatus::Cancelled(_)) => {
                     Err(Rejection::WrongState(format!("{order} is cancelled")))
                 }
@@ -119,9 +119,9 @@ impl Orders {
             },
             OrderCommand::CancelOrder { order, reason } => match self.status(*order) {
                 Some(OrderStatus::Created) => {
-                    Ok(vec![OrderEvent::OrderCancelled { order: *order, reason: *reason }])
+                    Ok(Events::one(OrderEvent::OrderCancelled { order: *order, reason: *reason }))
                 }
-                Some(OrderStatus::Cancelled(_)) => Ok(Vec::new()),
+                Some(OrderStatus::Cancelled(_)) => Ok(Events::none()),
                 Some(OrderStatus::Completed) => {
                     Err(Rejection::WrongState(format!("{order} is completed")))
                 }
@@ -134,7 +134,7 @@ impl Orders {
     pub fn evolve(&mut self, event: &OrderEvent) {
         match event {
             OrderEvent::OrderCreated { order, total_cents, .. } => {
-                self.orders.entry(*order).or_insert(OrderRecord {
+                self.orders.get_or_insert_with(*order, || OrderRecord {
                     status: OrderStatus::Created,
                     total_cents: *total_cents,
                 });
@@ -158,7 +158,7 @@ impl Orders {
     }
 
     /// Every order, in id order.
-    pub fn orders(&self) -> &BTreeMap<OrderId, OrderRecord> {
+    pub fn orders(&self) -> &DenseMap<OrderId, OrderRecord> {
         &self.orders
     }
 }

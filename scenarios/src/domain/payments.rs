@@ -6,9 +6,9 @@
 //! and a refund of a charge that never happened is a no-op: that is what
 //! makes "refund when the outcome is unknown" safe.
 
-use super::{OrderId, Rejection};
+use super::{Events, OrderId, Rejection};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sim::DenseMap;
 
 /// What the card issuer answers for an order (drawn by the workload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,29 +66,29 @@ pub enum PaymentEvent {
 /// The ledger.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payments {
-    charged: BTreeMap<OrderId, u64>,
-    declined: BTreeMap<OrderId, ()>,
-    refunded: BTreeMap<OrderId, u64>,
+    charged: DenseMap<OrderId, u64>,
+    declined: DenseMap<OrderId, ()>,
+    refunded: DenseMap<OrderId, u64>,
     /// Charges made per order, counting every time money moved; more than
     /// one means a double charge (which the idempotency key prevents, and
     /// a test without it shows).
-    charge_count: BTreeMap<OrderId, u32>,
+    charge_count: DenseMap<OrderId, u32>,
 }
 
 impl Payments {
     /// Decides a command; a repeated charge answers with the earlier
     /// outcome and moves no money.
-    pub fn decide(&self, command: &PaymentCommand) -> Result<Vec<PaymentEvent>, Rejection> {
+    pub fn decide(&self, command: &PaymentCommand) -> Result<Events<PaymentEvent>, Rejection> {
         match command {
             PaymentCommand::SubmitPayment { order, amount_cents, card } => {
                 if let Some(amount) = self.charged.get(order) {
-                    return Ok(vec![PaymentEvent::PaymentApproved {
+                    return Ok(Events::one(PaymentEvent::PaymentApproved {
                         order: *order,
                         amount_cents: *amount,
-                    }]);
+                    }));
                 }
                 if self.declined.contains_key(order) || *card == CardOutcome::Decline {
-                    return Ok(vec![PaymentEvent::PaymentDeclined { order: *order }]);
+                    return Ok(Events::one(PaymentEvent::PaymentDeclined { order: *order }));
                 }
                 if self.refunded.contains_key(order) {
                     // Refunded before the charge arrived (a late charge after
@@ -96,17 +96,20 @@ impl Payments {
                     // order that was given up.
                     return Err(Rejection::WrongState(format!("{order} was already refunded")));
                 }
-                Ok(vec![PaymentEvent::PaymentApproved {
+                Ok(Events::one(PaymentEvent::PaymentApproved {
                     order: *order,
                     amount_cents: *amount_cents,
-                }])
+                }))
             }
             PaymentCommand::RefundPayment { order } => match self.charged.get(order) {
                 Some(amount) if !self.refunded.contains_key(order) => {
-                    Ok(vec![PaymentEvent::PaymentRefunded { order: *order, amount_cents: *amount }])
+                    Ok(Events::one(PaymentEvent::PaymentRefunded {
+                        order: *order,
+                        amount_cents: *amount,
+                    }))
                 }
                 // Never charged, or refunded already: nothing to give back.
-                _ => Ok(Vec::new()),
+                _ => Ok(Events::none()),
             },
         }
     }
@@ -118,14 +121,14 @@ impl Payments {
             PaymentEvent::PaymentApproved { order, amount_cents } => {
                 if !self.charged.contains_key(order) {
                     self.charged.insert(*order, *amount_cents);
-                    *self.charge_count.entry(*order).or_default() += 1;
+                    *self.charge_count.get_or_insert_with(*order, || 0) += 1;
                 }
             }
             PaymentEvent::PaymentDeclined { order } => {
                 self.declined.insert(*order, ());
             }
             PaymentEvent::PaymentRefunded { order, amount_cents } => {
-                self.refunded.entry(*order).or_insert(*amount_cents);
+                self.refunded.get_or_insert_with(*order, || *amount_cents);
             }
         }
     }
@@ -134,22 +137,22 @@ impl Payments {
     /// without idempotency keys does when a request is retried. Used to
     /// show the protection matters.
     pub fn charge_again(&mut self, order: OrderId, amount_cents: u64) {
-        *self.charged.entry(order).or_default() += amount_cents;
-        *self.charge_count.entry(order).or_default() += 1;
+        *self.charged.get_or_insert_with(order, || 0) += amount_cents;
+        *self.charge_count.get_or_insert_with(order, || 0) += 1;
     }
 
     /// Cents charged per order (the sum of all charges for it).
-    pub fn charged(&self) -> &BTreeMap<OrderId, u64> {
+    pub fn charged(&self) -> &DenseMap<OrderId, u64> {
         &self.charged
     }
 
     /// Cents refunded per order.
-    pub fn refunded(&self) -> &BTreeMap<OrderId, u64> {
+    pub fn refunded(&self) -> &DenseMap<OrderId, u64> {
         &self.refunded
     }
 
     /// How many times money was taken for each order.
-    pub fn charge_count(&self) -> &BTreeMap<OrderId, u32> {
+    pub fn charge_count(&self) -> &DenseMap<OrderId, u32> {
         &self.charge_count
     }
 }

@@ -1,7 +1,7 @@
 //! The Shipping aggregate: parcels handed to the carrier. Shipping is the
 //! saga's pivot: once a parcel left, the order can only complete.
 
-use super::{OrderId, Rejection};
+use super::{Events, OrderId, Rejection};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,13 +34,13 @@ pub struct Shipping {
 
 impl Shipping {
     /// Decides a command; a repeat for a sent parcel is a no-op.
-    pub fn decide(&self, command: &ShippingCommand) -> Result<Vec<ShippingEvent>, Rejection> {
+    pub fn decide(&self, command: &ShippingCommand) -> Result<Events<ShippingEvent>, Rejection> {
         match command {
             ShippingCommand::ShipOrder { order } => {
                 if self.parcels.contains_key(order) {
-                    Ok(Vec::new())
+                    Ok(Events::none())
                 } else {
-                    Ok(vec![ShippingEvent::ParcelSent { order: *order }])
+                    Ok(Events::one(ShippingEvent::ParcelSent { order: *order }))
                 }
             }
         }

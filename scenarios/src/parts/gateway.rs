@@ -10,8 +10,7 @@ use crate::domain::{CardOutcome, OrderId, PaymentCommand, PaymentEvent, Payments
 use crate::scenario::Gateway;
 use serde::{Deserialize, Serialize};
 use sim::kit::Carry;
-use sim::{Ctx, Process, ProcessId, TimerId};
-use std::collections::BTreeMap;
+use sim::{Ctx, DenseMap, Process, ProcessId, TimerId};
 
 /// The gateway's protocol. `request` is the caller's id for matching
 /// answers; the order is the idempotency key.
@@ -107,10 +106,13 @@ struct Working {
 pub struct PaymentGateway<M> {
     config: Gateway,
     ledger: Payments,
-    working: BTreeMap<u64, Working>,
-    /// Answers waiting for their ledger write to be durable, by sync tag.
-    unsynced: BTreeMap<u64, (ProcessId, GatewayMsg)>,
+    /// Requests being processed and answers waiting for their ledger
+    /// write to be durable, by tag (counted up, shared by both).
+    working: DenseMap<u64, Working>,
+    unsynced: DenseMap<u64, (ProcessId, GatewayMsg)>,
     next_tag: u64,
+    /// Scratch space a ledger record is encoded in (storage copies it).
+    record: Vec<u8>,
     _message: std::marker::PhantomData<M>,
 }
 
@@ -120,9 +122,10 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
         PaymentGateway {
             config,
             ledger: Payments::default(),
-            working: BTreeMap::new(),
-            unsynced: BTreeMap::new(),
+            working: DenseMap::new(),
+            unsynced: DenseMap::new(),
             next_tag: 0,
+            record: Vec::new(),
             _message: std::marker::PhantomData,
         }
     }
@@ -139,8 +142,14 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
 
     fn record(&mut self, ctx: &mut Ctx<'_, M>, event: &PaymentEvent) {
         self.ledger.evolve(event);
-        let bytes = serde_json::to_vec(event).expect("payment events serialise");
-        ctx.append(LEDGER, bytes);
+        self.append(ctx, event);
+    }
+
+    /// Writes `event` to the ledger's log.
+    fn append(&mut self, ctx: &mut Ctx<'_, M>, event: &PaymentEvent) {
+        self.record.clear();
+        serde_json::to_writer(&mut self.record, event).expect("payment events serialise");
+        ctx.append(LEDGER, &self.record);
     }
 
     fn process(&mut self, ctx: &mut Ctx<'_, M>, from: ProcessId, message: GatewayMsg) {
@@ -159,9 +168,7 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
                 if !self.config.idempotent && self.ledger.charged().contains_key(&order) {
                     // No idempotency key: a retry takes the money again.
                     self.ledger.charge_again(order, amount_cents);
-                    let event = PaymentEvent::PaymentApproved { order, amount_cents };
-                    let bytes = serde_json::to_vec(&event).expect("payment events serialise");
-                    ctx.append(LEDGER, bytes);
+                    self.append(ctx, &PaymentEvent::PaymentApproved { order, amount_cents });
                     ctx.count("gateway.double_charged", 1);
                     GatewayMsg::Charged { request, order }
                 } else {

@@ -107,6 +107,7 @@
 //! ```
 
 use crate::clock::LocalTime;
+use crate::dense::DenseMap;
 use crate::ids::{ProcessId, TimerId};
 use crate::kit::broker::{
     BrokerMsg, Consumer, ConsumerConfig, ConsumerEvent, Payload, Record, SessionConfig,
@@ -118,7 +119,7 @@ use crate::time::SimDuration;
 use crate::trace::Component;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// Where an event sits in the stream.
 #[derive(
@@ -251,8 +252,10 @@ impl ProjectionConfig {
 /// the lag arithmetic can be tested alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
-    applied: BTreeMap<u32, u64>,
-    head: BTreeMap<u32, u64>,
+    // Partitions are numbered from 0: tables, not trees (both are read
+    // for every event applied).
+    applied: DenseMap<u32, u64>,
+    head: DenseMap<u32, u64>,
 }
 
 impl Progress {
@@ -281,7 +284,7 @@ impl Progress {
 
     /// Notes the broker's high watermark of a partition.
     pub fn observe_head(&mut self, partition: u32, high_watermark: u64) {
-        let head = self.head.entry(partition).or_default();
+        let head = self.head.get_or_insert_with(partition, || 0);
         *head = (*head).max(high_watermark);
     }
 
@@ -305,16 +308,11 @@ impl Progress {
     /// Events written but not applied yet: head minus applied, summed over
     /// partitions; never negative.
     pub fn lag_events(&self) -> u64 {
-        // Both maps are sorted by partition: walk them side by side rather
-        // than looking each head's partition up (this runs per event).
-        let mut applied = self.applied.iter().peekable();
-        let mut lag = 0;
-        for (partition, head) in &self.head {
-            while applied.next_if(|(other, _)| *other < partition).is_some() {}
-            let done = applied.next_if(|(other, _)| *other == partition).map_or(0, |(_, a)| *a);
-            lag += head.saturating_sub(done);
-        }
-        lag
+        // Runs per event applied; both lookups are table indexing.
+        self.head
+            .iter()
+            .map(|(partition, head)| head.saturating_sub(self.applied(*partition)))
+            .sum()
     }
 }
 
@@ -342,7 +340,7 @@ pub struct Projection<R: ReadModel> {
     /// partition fetches again once its count is back to zero, so the
     /// backlog never holds more than one batch per partition (plus, after
     /// a seek, the rest of an older one).
-    queued: BTreeMap<u32, usize>,
+    queued: DenseMap<u32, usize>,
     /// The tag of the CPU work in progress; a rebuild orphans it.
     working: Option<u64>,
     next_work: u64,
@@ -375,7 +373,7 @@ impl<R: ReadModel> Projection<R> {
             model: R::default(),
             progress: Progress::default(),
             backlog: VecDeque::new(),
-            queued: BTreeMap::new(),
+            queued: DenseMap::new(),
             working: None,
             next_work: 0,
             applied_since_snapshot: 0,
@@ -520,7 +518,7 @@ impl<R: ReadModel> Projection<R> {
                         ctx.count("projection.duplicates_skipped", 1);
                     }
                 }
-                *self.queued.entry(partition).or_default() += fresh;
+                *self.queued.get_or_insert_with(partition, || 0) += fresh;
                 ctx.sample("projection.lag_events", self.progress.lag_events() as f64);
                 if self.queued[&partition] == 0 {
                     self.consumer.resume(ctx, partition);

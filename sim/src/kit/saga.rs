@@ -88,6 +88,7 @@
 //! ```
 
 use crate::clock::LocalTime;
+use crate::dense::{DenseKey, DenseMap};
 use crate::ids::{EXTERNAL, ProcessId, TimerId};
 use crate::kit::{Carry, ConfigError};
 use crate::process::{Ctx, Message, Process};
@@ -102,6 +103,12 @@ use std::marker::PhantomData;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SagaId(pub u64);
+
+impl DenseKey for SagaId {
+    fn position(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for SagaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -558,7 +565,7 @@ pub enum SagaInput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SagaDecision {
     /// Log these records; once they are durable, act on the new phase.
-    Log(Vec<SagaRecord>),
+    Log(SagaRecords),
     /// Send the command in flight again now (after a timeout that changes
     /// nothing: the pivot is re-asked, a later step or a compensation is
     /// retried).
@@ -568,6 +575,74 @@ pub enum SagaDecision {
     ResendLater,
     /// Nothing to do: a duplicate or late answer.
     Ignore,
+}
+
+/// The records one decision logs: the step's record, then the saga's end
+/// when that ends it. Kept inline (a decision is made for every answer a
+/// coordinator gets); reads as a slice.
+#[derive(Clone, Copy)]
+pub struct SagaRecords {
+    /// The records; a second slot not in use repeats the first.
+    records: [SagaRecord; 2],
+    len: usize,
+}
+
+impl SagaRecords {
+    /// One record.
+    pub fn one(record: SagaRecord) -> SagaRecords {
+        SagaRecords { records: [record, record], len: 1 }
+    }
+
+    /// These records, then `record`.
+    ///
+    /// # Panics
+    /// If there are two already: no decision logs more.
+    pub fn and(mut self, record: SagaRecord) -> SagaRecords {
+        assert!(self.len < 2, "a saga decision logs at most two records");
+        self.records[self.len] = record;
+        self.len += 1;
+        self
+    }
+}
+
+impl std::ops::Deref for SagaRecords {
+    type Target = [SagaRecord];
+
+    fn deref(&self) -> &[SagaRecord] {
+        &self.records[..self.len]
+    }
+}
+
+impl IntoIterator for SagaRecords {
+    type Item = SagaRecord;
+    type IntoIter = std::iter::Take<std::array::IntoIter<SagaRecord, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter().take(self.len)
+    }
+}
+
+impl<'a> IntoIterator for &'a SagaRecords {
+    type Item = &'a SagaRecord;
+    type IntoIter = std::slice::Iter<'a, SagaRecord>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for SagaRecords {
+    fn eq(&self, other: &SagaRecords) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SagaRecords {}
+
+impl fmt::Debug for SagaRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// The command a saga needs in flight.
@@ -662,9 +737,9 @@ impl SagaState {
             (SagaPhase::Executing { step }, SagaInput::Executed { step: answered })
                 if answered == step =>
             {
-                let mut records = vec![SagaRecord::StepExecuted { saga, step }];
+                let mut records = SagaRecords::one(SagaRecord::StepExecuted { saga, step });
                 if step + 1 == self.step_count {
-                    records.push(SagaRecord::Completed { saga });
+                    records = records.and(SagaRecord::Completed { saga });
                 }
                 SagaDecision::Log(records)
             }
@@ -674,9 +749,9 @@ impl SagaState {
                 if self.is_after_pivot(step) {
                     return SagaDecision::ResendLater;
                 }
-                let mut records = vec![SagaRecord::StepFailed { saga, step }];
+                let mut records = SagaRecords::one(SagaRecord::StepFailed { saga, step });
                 if step == 0 {
-                    records.push(SagaRecord::Aborted { saga });
+                    records = records.and(SagaRecord::Aborted { saga });
                 }
                 SagaDecision::Log(records)
             }
@@ -686,14 +761,14 @@ impl SagaState {
                     // until it answers; later steps only go forward.
                     return SagaDecision::ResendNow;
                 }
-                SagaDecision::Log(vec![SagaRecord::StepTimedOut { saga, step }])
+                SagaDecision::Log(SagaRecords::one(SagaRecord::StepTimedOut { saga, step }))
             }
             (SagaPhase::Compensating { step }, SagaInput::Compensated { step: answered })
                 if answered == step =>
             {
-                let mut records = vec![SagaRecord::StepCompensated { saga, step }];
+                let mut records = SagaRecords::one(SagaRecord::StepCompensated { saga, step });
                 if step == 0 {
-                    records.push(SagaRecord::Aborted { saga });
+                    records = records.and(SagaRecord::Aborted { saga });
                 }
                 SagaDecision::Log(records)
             }
@@ -951,7 +1026,7 @@ impl<M: Carry<SagaProtocol>> SagaCoordinator<M> {
         let Some(instance) = self.instances.get_mut(&saga) else { return };
         let phase = instance.state.phase;
         match instance.state.decide(input) {
-            SagaDecision::Log(records) => self.log(ctx, saga, records),
+            SagaDecision::Log(records) => self.log(ctx, saga, records.to_vec()),
             SagaDecision::ResendNow => {
                 match phase {
                     SagaPhase::Executing { step } => {
@@ -1162,13 +1237,52 @@ pub enum LedgerAction {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepLedger {
-    outcomes: BTreeMap<(SagaId, u32), StepOutcome>,
+    /// Keyed by saga, then step: saga ids are usually dense (an order's
+    /// saga has its order's id), and every command looks its saga up.
+    outcomes: DenseMap<SagaId, SagaSteps>,
+}
+
+/// Steps of one saga kept inline; sagas longer than this keep the rest in
+/// a map.
+const INLINE_STEPS: usize = 4;
+
+/// The outcomes remembered for one saga's steps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SagaSteps {
+    first: [Option<StepOutcome>; INLINE_STEPS],
+    rest: BTreeMap<u32, StepOutcome>,
+}
+
+impl SagaSteps {
+    fn get(&self, step: u32) -> Option<StepOutcome> {
+        match self.first.get(step as usize) {
+            Some(outcome) => *outcome,
+            None => self.rest.get(&step).copied(),
+        }
+    }
+
+    fn set(&mut self, step: u32, outcome: StepOutcome) {
+        match self.first.get_mut(step as usize) {
+            Some(slot) => *slot = Some(outcome),
+            None => {
+                self.rest.insert(step, outcome);
+            }
+        }
+    }
+
+    /// Every outcome, in step order.
+    fn iter(&self) -> impl Iterator<Item = (u32, StepOutcome)> + '_ {
+        let first = (0u32..)
+            .zip(self.first.iter())
+            .filter_map(|(step, outcome)| outcome.map(|outcome| (step, outcome)));
+        first.chain(self.rest.iter().map(|(step, outcome)| (*step, *outcome)))
+    }
 }
 
 impl StepLedger {
     /// What to do with `Execute { saga, step, after_pivot }`.
     pub fn on_execute(&self, saga: SagaId, step: u32, after_pivot: bool) -> LedgerAction {
-        match self.outcomes.get(&(saga, step)) {
+        match self.outcome(saga, step) {
             None => LedgerAction::Evaluate,
             Some(StepOutcome::Executed) => LedgerAction::RepeatExecuted,
             // Past the pivot a refusal is temporary: the coordinator only
@@ -1182,7 +1296,7 @@ impl StepLedger {
 
     /// What to do with `Compensate { saga, step }`.
     pub fn on_compensate(&self, saga: SagaId, step: u32) -> LedgerAction {
-        match self.outcomes.get(&(saga, step)) {
+        match self.outcome(saga, step) {
             None | Some(StepOutcome::Failed) => LedgerAction::Void,
             Some(StepOutcome::Executed) => LedgerAction::Undo,
             Some(StepOutcome::Undone | StepOutcome::Voided) => LedgerAction::RepeatCompensated,
@@ -1191,17 +1305,19 @@ impl StepLedger {
 
     /// Remembers an outcome.
     pub fn record(&mut self, saga: SagaId, step: u32, outcome: StepOutcome) {
-        self.outcomes.insert((saga, step), outcome);
+        self.outcomes.get_or_insert_with(saga, SagaSteps::default).set(step, outcome);
     }
 
     /// The outcome remembered for `(saga, step)`.
     pub fn outcome(&self, saga: SagaId, step: u32) -> Option<StepOutcome> {
-        self.outcomes.get(&(saga, step)).copied()
+        self.outcomes.get(&saga).and_then(|steps| steps.get(step))
     }
 
     /// Every remembered outcome, in `(saga, step)` order.
     pub fn outcomes(&self) -> impl Iterator<Item = ((SagaId, u32), StepOutcome)> + '_ {
-        self.outcomes.iter().map(|(key, outcome)| (*key, *outcome))
+        self.outcomes
+            .iter()
+            .flat_map(|(saga, steps)| steps.iter().map(|(step, outcome)| ((*saga, step), outcome)))
     }
 }
 

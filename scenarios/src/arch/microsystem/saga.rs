@@ -52,7 +52,7 @@ use sim::kit::routing::{HashRing, key_hash};
 use sim::kit::saga::{
     Saga, SagaCommand, SagaDecision, SagaId, SagaInput, SagaPhase, SagaRecord, SagaState,
 };
-use sim::{Component, Ctx, LocalTime, Process, ProcessId, SimDuration, TimerId};
+use sim::{Component, Ctx, DenseMap, LocalTime, Process, ProcessId, SimDuration, TimerId};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
@@ -106,16 +106,6 @@ enum Record {
 }
 
 impl Record {
-    fn order(&self) -> OrderId {
-        match self {
-            Record::Accepted { order, .. }
-            | Record::Created { order, .. }
-            | Record::Reason { order, .. }
-            | Record::Closed { order } => *order,
-            Record::Saga(record) => OrderId(record.saga().0),
-        }
-    }
-
     /// Appends the record's bytes to `bytes`.
     fn encode_into(&self, bytes: &mut Vec<u8>) {
         let writer = Writer::onto(std::mem::take(bytes));
@@ -231,7 +221,7 @@ struct Entry {
     /// for it).
     accepted_durable: bool,
     /// Processing instances to tell once `Accepted` is durable.
-    ack_to: Vec<ProcessId>,
+    ack_to: AckTo,
     /// When the step command in flight times out, or a backoff ends.
     deadline: Option<LocalTime>,
     backing_off: bool,
@@ -254,11 +244,61 @@ impl Entry {
     }
 }
 
+/// The processing instances waiting for an order's acceptance: nearly
+/// always exactly one, kept inline (no allocation per order).
+#[derive(Clone, Debug, Default)]
+struct AckTo {
+    first: Option<ProcessId>,
+    more: Vec<ProcessId>,
+}
+
+impl AckTo {
+    /// Adds `processing` unless it waits already.
+    fn add(&mut self, processing: ProcessId) {
+        match self.first {
+            None => self.first = Some(processing),
+            Some(first) if first == processing => {}
+            Some(_) => {
+                if !self.more.contains(&processing) {
+                    self.more.push(processing);
+                }
+            }
+        }
+    }
+
+    /// Every waiting instance, in the order they asked; none wait after.
+    fn take(&mut self) -> impl Iterator<Item = ProcessId> + 'static {
+        let first = self.first.take();
+        first.into_iter().chain(std::mem::take(&mut self.more))
+    }
+}
+
+/// The orders to act on once a sync completes: nearly always one (an
+/// acceptance, a decision to compensate), kept inline; after a restart,
+/// every order resumed.
+#[derive(Clone, Debug)]
+enum ToAct {
+    One(OrderId),
+    All(Vec<OrderId>),
+}
+
+impl ToAct {
+    fn orders(self) -> impl Iterator<Item = OrderId> {
+        let (one, all) = match self {
+            ToAct::One(order) => (Some(order), Vec::new()),
+            ToAct::All(orders) => (None, orders),
+        };
+        one.into_iter().chain(all)
+    }
+}
+
 /// One order's command for Orders, waiting to go or in a batch.
 #[derive(Clone, Debug)]
 struct OrdersWrite {
     order: OrderId,
-    command: OrderCommand,
+    /// The command while it waits; a batch holds it (`None` here) from the
+    /// moment it is sent until it is written or deferred back.
+    command: Option<OrderCommand>,
 }
 
 /// A batch of commands sent to one shard, waiting for its answer.
@@ -291,7 +331,7 @@ pub struct OrderSagas {
     config: Rc<CoordinatorConfig>,
     services: BTreeMap<ServiceName, u32>,
     /// Orders not yet closed (and closed ones until their answer is sent).
-    entries: BTreeMap<OrderId, Entry>,
+    entries: DenseMap<OrderId, Entry>,
     /// Orders closed: only their ids are kept, so a repeated start is
     /// recognised; everything else about them is in the log.
     closed: OrderSet,
@@ -299,14 +339,15 @@ pub struct OrderSagas {
     ticks: u64,
     /// Orders to act on once the sync with this tag completes (accepted,
     /// or resumed after a restart).
-    syncing: BTreeMap<u64, Vec<OrderId>>,
+    syncing: DenseMap<u64, ToAct>,
     /// Journal records not yet written to storage: they are written as one
     /// storage record at the next sync (a group commit), so a crash loses
     /// exactly what a crash before the sync would lose anyway.
     buffer: Vec<u8>,
     next_tag: u64,
-    writes: BTreeMap<u64, OrdersWrite>,
-    batches: BTreeMap<u64, Batch>,
+    /// Writes and batches by request id (counted up from a random start).
+    writes: DenseMap<u64, OrdersWrite>,
+    batches: DenseMap<u64, Batch>,
     next_request: Option<u64>,
     routes: Vec<ShardRoute>,
 }
@@ -320,15 +361,15 @@ impl OrderSagas {
         OrderSagas {
             config,
             services,
-            entries: BTreeMap::new(),
+            entries: DenseMap::new(),
             closed: OrderSet::default(),
             running: 0,
             ticks: 0,
-            syncing: BTreeMap::new(),
+            syncing: DenseMap::new(),
             buffer: Vec::new(),
             next_tag: 0,
-            writes: BTreeMap::new(),
-            batches: BTreeMap::new(),
+            writes: DenseMap::new(),
+            batches: DenseMap::new(),
             next_request: None,
             routes,
         }
@@ -353,45 +394,46 @@ impl OrderSagas {
         self.closed.len()
     }
 
-    fn apply(&mut self, record: &Record) {
+    /// Applies a record, taking it (an order's lines move into its entry).
+    fn apply(&mut self, record: Record) {
         match record {
             Record::Accepted { order, client, card, lines } => {
-                if !self.entries.contains_key(order) && !self.closed.contains(*order) {
+                if !self.entries.contains_key(&order) && !self.closed.contains(order) {
                     self.running += 1;
                     let entry = Entry {
-                        client: *client,
-                        lines: lines.clone(),
-                        card: *card,
+                        client,
+                        lines,
+                        card,
                         saga: None,
                         reason: None,
                         closed: false,
                         accepted_durable: false,
-                        ack_to: Vec::new(),
+                        ack_to: AckTo::default(),
                         deadline: None,
                         backing_off: false,
                         write: None,
                     };
-                    self.entries.insert(*order, entry);
+                    self.entries.insert(order, entry);
                 }
             }
             Record::Created { order, at } => {
                 let saga = &self.config.saga;
-                let entry = self.entries.get_mut(order).expect("created after accepted");
+                let entry = self.entries.get_mut(&order).expect("created after accepted");
                 let started =
-                    SagaRecord::Started { saga: SagaId(order.0), requester: entry.client, at: *at };
+                    SagaRecord::Started { saga: SagaId(order.0), requester: entry.client, at };
                 entry.saga = Some(saga.restore(&started));
             }
             Record::Saga(saga_record) => {
-                let entry =
-                    self.entries.get_mut(&record.order()).expect("a saga record of a known order");
-                entry.saga.as_mut().expect("steps after creation").apply(saga_record);
+                let order = OrderId(saga_record.saga().0);
+                let entry = self.entries.get_mut(&order).expect("a saga record of a known order");
+                entry.saga.as_mut().expect("steps after creation").apply(&saga_record);
             }
             Record::Reason { order, reason } => {
-                let entry = self.entries.get_mut(order).expect("a reason of a known order");
-                entry.reason.get_or_insert(*reason);
+                let entry = self.entries.get_mut(&order).expect("a reason of a known order");
+                entry.reason.get_or_insert(reason);
             }
             Record::Closed { order } => {
-                let entry = self.entries.get_mut(order).expect("closing a known order");
+                let entry = self.entries.get_mut(&order).expect("closing a known order");
                 if !entry.closed {
                     entry.closed = true;
                     self.running -= 1;
@@ -402,20 +444,25 @@ impl OrderSagas {
 
     /// Journals `records` about `order` and applies them; the next sync
     /// makes them durable.
-    fn journal(&mut self, ctx: &mut Ctx<'_, Msg>, order: OrderId, records: Vec<Record>) {
-        for record in &records {
+    fn journal(
+        &mut self,
+        ctx: &mut Ctx<'_, Msg>,
+        order: OrderId,
+        records: impl IntoIterator<Item = Record>,
+    ) {
+        for record in records {
             record.encode_into(&mut self.buffer);
+            Self::report(ctx, &record);
             self.apply(record);
-            Self::report(ctx, record);
         }
         let entry = self.entries.get_mut(&order).expect("journaling a known order");
         entry.deadline = None;
         entry.backing_off = false;
     }
 
-    /// Writes the journal's buffer and syncs, acting on `orders` once it is
-    /// durable.
-    fn sync_then_act(&mut self, ctx: &mut Ctx<'_, Msg>, orders: Vec<OrderId>) {
+    /// Writes the journal's buffer and syncs, acting on `orders` (if any)
+    /// once it is durable.
+    fn sync_then_act(&mut self, ctx: &mut Ctx<'_, Msg>, orders: Option<ToAct>) {
         if !self.buffer.is_empty() {
             // Storage copies the bytes; the buffer is kept for next time.
             ctx.append(LOG, &self.buffer);
@@ -423,7 +470,7 @@ impl OrderSagas {
         }
         let tag = self.next_tag;
         self.next_tag += 1;
-        if !orders.is_empty() {
+        if let Some(orders) = orders {
             self.syncing.insert(tag, orders);
         }
         ctx.sync(tag);
@@ -514,25 +561,27 @@ impl OrderSagas {
         let phase = state.phase();
         match state.decide(input) {
             SagaDecision::Log(records) => {
-                let mut logged = Vec::with_capacity(records.len() + 1);
                 let failing = records.iter().any(|record| {
                     matches!(
                         record,
                         SagaRecord::StepFailed { .. } | SagaRecord::StepTimedOut { .. }
                     )
                 });
-                if failing && entry.reason.is_none() {
-                    let reason = reason.unwrap_or(CancelReason::PaymentFailed);
-                    logged.push(Record::Reason { order, reason });
-                }
-                logged.extend(records.into_iter().map(Record::Saga));
-                self.journal(ctx, order, logged);
+                let reason = (failing && entry.reason.is_none()).then(|| Record::Reason {
+                    order,
+                    reason: reason.unwrap_or(CancelReason::PaymentFailed),
+                });
+                self.journal(
+                    ctx,
+                    order,
+                    reason.into_iter().chain(records.into_iter().map(Record::Saga)),
+                );
                 if failing {
                     // A decision to compensate is acted on only once
                     // durable: were it lost in a crash, the coordinator
                     // could resume forward while a participant undoes its
                     // step on the forgotten command's word.
-                    self.sync_then_act(ctx, vec![order]);
+                    self.sync_then_act(ctx, Some(ToAct::One(order)));
                 } else {
                     self.act(ctx, order);
                 }
@@ -588,7 +637,7 @@ impl OrderSagas {
         if let Some(previous) = entry.write.replace(id) {
             self.writes.remove(&previous);
         }
-        self.writes.insert(id, OrdersWrite { order, command });
+        self.writes.insert(id, OrdersWrite { order, command: Some(command) });
         let shard = shard_of(&self.config.ring, order);
         self.routes[shard as usize].waiting.push_back(id);
         self.flush(ctx, shard);
@@ -606,9 +655,9 @@ impl OrderSagas {
         while writes.len() < self.config.batch_max {
             let Some(id) = route.waiting.pop_front() else { break };
             // A write superseded while it waited is dropped.
-            if let Some(write) = self.writes.get(&id) {
+            if let Some(command) = self.writes.get_mut(&id).and_then(|write| write.command.take()) {
                 writes.push(id);
-                commands.push(write.command.clone());
+                commands.push(command);
             }
         }
         if writes.is_empty() {
@@ -652,16 +701,20 @@ impl OrderSagas {
         if route.batch == Some(request) {
             route.batch = None;
         }
-        let mut done = Vec::with_capacity(batch.writes.len());
-        for (index, id) in batch.writes.into_iter().enumerate() {
-            if deferred.contains(&(index as u32)) {
-                route.waiting.push_back(id);
-            } else {
-                done.push(id);
+        let is_deferred = |index: usize| deferred.contains(&(index as u32));
+        for (index, (id, command)) in batch.writes.iter().zip(batch.commands).enumerate() {
+            if is_deferred(index) {
+                route.waiting.push_back(*id);
+                // Back in line with its command, unless superseded since.
+                if let Some(write) = self.writes.get_mut(id) {
+                    write.command = Some(command);
+                }
             }
         }
-        for id in done {
-            self.write_done(ctx, id);
+        for (index, id) in batch.writes.iter().enumerate() {
+            if !is_deferred(index) {
+                self.write_done(ctx, *id);
+            }
         }
         self.flush(ctx, batch.shard);
     }
@@ -677,10 +730,10 @@ impl OrderSagas {
         match (&entry.saga, entry.closed) {
             (None, _) => {
                 let at = ctx.now_local();
-                self.journal(ctx, order, vec![Record::Created { order, at }]);
+                self.journal(ctx, order, [Record::Created { order, at }]);
             }
             (Some(state), false) if state.is_finished() => {
-                self.journal(ctx, order, vec![Record::Closed { order }]);
+                self.journal(ctx, order, [Record::Closed { order }]);
             }
             _ => return,
         }
@@ -731,7 +784,7 @@ impl OrderSagas {
             self.dispatch(ctx, request, None);
         }
         if !self.buffer.is_empty() {
-            self.sync_then_act(ctx, Vec::new());
+            self.sync_then_act(ctx, None);
         }
     }
 
@@ -792,8 +845,8 @@ impl OrderSagas {
         if let Some(entry) = self.entries.get_mut(&order) {
             if entry.accepted_durable {
                 ctx.send(from, Msg::Internal(Internal::OrderAccepted { order }));
-            } else if !entry.ack_to.contains(&from) {
-                entry.ack_to.push(from);
+            } else {
+                entry.ack_to.add(from);
             }
             return;
         }
@@ -804,19 +857,19 @@ impl OrderSagas {
             return;
         }
         let record = Record::Accepted { order, client, card: request.card, lines: request.lines };
-        self.journal(ctx, order, vec![record]);
-        self.entries.get_mut(&order).expect("just accepted").ack_to.push(from);
+        self.journal(ctx, order, [record]);
+        self.entries.get_mut(&order).expect("just accepted").ack_to.add(from);
         // The one change acted on only once durable: from the answer on,
         // the processing instance forgets the order.
-        self.sync_then_act(ctx, vec![order]);
+        self.sync_then_act(ctx, Some(ToAct::One(order)));
     }
 
     fn synced(&mut self, ctx: &mut Ctx<'_, Msg>, tag: u64) {
         let Some(orders) = self.syncing.remove(&tag) else { return };
-        for order in orders {
+        for order in orders.orders() {
             let Some(entry) = self.entries.get_mut(&order) else { continue };
             entry.accepted_durable = true;
-            for processing in std::mem::take(&mut entry.ack_to) {
+            for processing in entry.ack_to.take() {
                 ctx.send(processing, Msg::Internal(Internal::OrderAccepted { order }));
             }
             self.act(ctx, order);
@@ -827,7 +880,7 @@ impl OrderSagas {
 impl Process<Msg> for OrderSagas {
     fn on_start(&mut self, ctx: &mut Ctx<'_, Msg>) {
         let records: Vec<Record> = ctx.read_log(LOG).iter().flat_map(Record::decode_all).collect();
-        for record in &records {
+        for record in records {
             self.apply(record);
         }
         let closed: Vec<OrderId> = self
@@ -856,7 +909,7 @@ impl Process<Msg> for OrderSagas {
         // Act once what was replayed is known durable (a process restart
         // may find an unsynced tail in the page cache).
         if !resumed.is_empty() {
-            self.sync_then_act(ctx, resumed);
+            self.sync_then_act(ctx, Some(ToAct::All(resumed)));
         }
         self.watch(ctx);
         ctx.set_timer(self.config.sweep_interval, TAG_SWEEP);

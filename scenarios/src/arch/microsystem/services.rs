@@ -21,8 +21,7 @@ use crate::domain::{
 };
 use crate::parts::GatewayMsg;
 use sim::kit::saga::{LedgerAction, SagaId, StepLedger, StepOutcome};
-use sim::{Ctx, LocalTime, Process, ProcessId, SimDuration};
-use std::collections::BTreeMap;
+use sim::{Ctx, DenseMap, LocalTime, Process, ProcessId, SimDuration};
 
 /// The saga's steps, in order.
 pub const STEP_RESERVE: u32 = 0;
@@ -38,7 +37,7 @@ struct Replies {
     /// Records of the message being handled, appended to the log as one
     /// storage record when it answers (they become durable together).
     records: Vec<u8>,
-    waiting: BTreeMap<u64, (ProcessId, Msg)>,
+    waiting: DenseMap<u64, (ProcessId, Msg)>,
     next_tag: u64,
 }
 
@@ -176,12 +175,12 @@ impl InventoryService {
                 }
                 other => panic!("{INVENTORY_LOG}: unknown record tag {other}"),
             };
-            inventory.evolve(&event);
+            inventory.evolve_owned(event);
         }
     }
 
-    fn record(&mut self, ctx: &mut Ctx<'_, Msg>, event: &InventoryEvent) {
-        match event {
+    fn record(&mut self, ctx: &mut Ctx<'_, Msg>, event: InventoryEvent) {
+        match &event {
             InventoryEvent::ProductsReserved { order, lines } => {
                 ctx.record("ProductsReserved", order.0);
                 self.replies.record(|w| w.u8(RESERVED).u64(order.0).lines(lines));
@@ -195,7 +194,7 @@ impl InventoryService {
                 self.replies.record(|w| w.u8(SHIPPED).u64(order.0));
             }
         }
-        self.inventory.evolve(event);
+        self.inventory.evolve_owned(event);
     }
 
     fn remember(&mut self, order: OrderId, outcome: StepOutcome) {
@@ -210,7 +209,7 @@ impl InventoryService {
     fn decide(&mut self, ctx: &mut Ctx<'_, Msg>, command: &InventoryCommand) -> bool {
         match self.inventory.decide(command) {
             Ok(events) => {
-                for event in &events {
+                for event in events {
                     self.record(ctx, event);
                 }
                 true
@@ -331,12 +330,12 @@ pub struct PaymentsService {
     /// How long a charge may go unanswered before it is sent again.
     patience: SimDuration,
     ledger: StepLedger,
-    reasons: BTreeMap<OrderId, CancelReason>,
-    charging: BTreeMap<OrderId, Charging>,
-    refunding: BTreeMap<OrderId, Refunding>,
+    reasons: DenseMap<OrderId, CancelReason>,
+    charging: DenseMap<OrderId, Charging>,
+    refunding: DenseMap<OrderId, Refunding>,
     /// Gateway requests awaiting an answer: the order, and whether it is a
     /// refund (else a charge).
-    requests: BTreeMap<u64, (OrderId, bool)>,
+    requests: DenseMap<u64, (OrderId, bool)>,
     next_request: Option<u64>,
     replies: Replies,
 }
@@ -348,10 +347,10 @@ impl PaymentsService {
             gateway,
             patience,
             ledger: StepLedger::default(),
-            reasons: BTreeMap::new(),
-            charging: BTreeMap::new(),
-            refunding: BTreeMap::new(),
-            requests: BTreeMap::new(),
+            reasons: DenseMap::new(),
+            charging: DenseMap::new(),
+            refunding: DenseMap::new(),
+            requests: DenseMap::new(),
             next_request: None,
             replies: Replies::default(),
         }
@@ -702,7 +701,7 @@ pub struct ShippingService {
     shipping: Shipping,
     ledger: StepLedger,
     /// Orders waiting for Inventory, with the coordinator to answer.
-    waiting: BTreeMap<OrderId, ProcessId>,
+    waiting: DenseMap<OrderId, ProcessId>,
     replies: Replies,
 }
 
@@ -713,7 +712,7 @@ impl ShippingService {
             inventory,
             shipping: Shipping::default(),
             ledger: StepLedger::default(),
-            waiting: BTreeMap::new(),
+            waiting: DenseMap::new(),
             replies: Replies::default(),
         }
     }

@@ -44,7 +44,7 @@ impl Logic for ShippingLogic {
         match shell.book().decide(&ShippingCommand::ShipOrder { order }) {
             Ok(events) if !events.is_empty() => {
                 let sent = Fact::ParcelSent { order };
-                shell.persist(ctx, events, vec![sent], Some(source), Vec::new());
+                shell.persist(ctx, events.into(), vec![sent], Some(source), Vec::new());
             }
             // Sent already: a redelivered approval ships nothing twice.
             _ => shell.done(source),

@@ -59,7 +59,7 @@ fn a_refused_step_compensates_the_steps_before_it_in_reverse_order() {
     let decision = feed(&mut state, SagaInput::Failed { step: 2 });
     assert_eq!(
         decision,
-        SagaDecision::Log(vec![SagaRecord::StepFailed { saga: SagaId(1), step: 2 }])
+        SagaDecision::Log(SagaRecords::one(SagaRecord::StepFailed { saga: SagaId(1), step: 2 }))
     );
     assert_eq!(state.command(), Some(SagaCommand::Compensate { step: 1 }));
     feed(&mut state, SagaInput::Compensated { step: 1 });
@@ -67,10 +67,10 @@ fn a_refused_step_compensates_the_steps_before_it_in_reverse_order() {
     let decision = feed(&mut state, SagaInput::Compensated { step: 0 });
     assert_eq!(
         decision,
-        SagaDecision::Log(vec![
-            SagaRecord::StepCompensated { saga: SagaId(1), step: 0 },
-            SagaRecord::Aborted { saga: SagaId(1) },
-        ])
+        SagaDecision::Log(
+            SagaRecords::one(SagaRecord::StepCompensated { saga: SagaId(1), step: 0 })
+                .and(SagaRecord::Aborted { saga: SagaId(1) })
+        )
     );
     assert_eq!(state.phase(), SagaPhase::Aborted);
 }
