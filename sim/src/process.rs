@@ -207,6 +207,25 @@ impl<M: Message> Ctx<'_, M> {
         self.core.nodes[self.node.index()].storage.append(log, record.as_ref());
     }
 
+    /// [`Ctx::append`] for a frequent writer: `id` keeps the log's [`LogId`]
+    /// from one call to the next (start with `None`), which spares the
+    /// search by name.
+    ///
+    /// [`LogId`]: crate::storage::LogId
+    pub fn append_to(
+        &mut self,
+        log: &str,
+        id: &mut Option<crate::storage::LogId>,
+        record: impl AsRef<[u8]>,
+    ) {
+        let storage = &mut self.core.nodes[self.node.index()].storage;
+        let Ok(written) = storage.append_records(log, *id, 1, |_, bytes| {
+            bytes.extend_from_slice(record.as_ref());
+            Ok::<(), std::convert::Infallible>(())
+        });
+        *id = Some(written);
+    }
+
     /// Appends `count` records to a log in the node's storage, each encoded
     /// by `encode(i, bytes)` straight onto the log (all or none of them);
     /// durable like [`Ctx::append`]'s. Returns the log's [`LogId`] to pass

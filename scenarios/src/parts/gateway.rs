@@ -10,6 +10,7 @@ use crate::domain::{CardOutcome, OrderId, PaymentCommand, PaymentEvent, Payments
 use crate::scenario::Gateway;
 use serde::{Deserialize, Serialize};
 use sim::kit::Carry;
+use sim::storage::LogId;
 use sim::{Ctx, DenseMap, Process, ProcessId, TimerId};
 
 /// The gateway's protocol. `request` is the caller's id for matching
@@ -111,8 +112,8 @@ pub struct PaymentGateway<M> {
     working: DenseMap<u64, Working>,
     unsynced: DenseMap<u64, (ProcessId, GatewayMsg)>,
     next_tag: u64,
-    /// Scratch space a ledger record is encoded in (storage copies it).
-    record: Vec<u8>,
+    /// Where the ledger's log is in storage, once written to.
+    ledger_log_id: Option<LogId>,
     _message: std::marker::PhantomData<M>,
 }
 
@@ -125,7 +126,7 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
             working: DenseMap::new(),
             unsynced: DenseMap::new(),
             next_tag: 0,
-            record: Vec::new(),
+            ledger_log_id: None,
             _message: std::marker::PhantomData,
         }
     }
@@ -147,9 +148,11 @@ impl<M: Carry<GatewayMsg>> PaymentGateway<M> {
 
     /// Writes `event` to the ledger's log.
     fn append(&mut self, ctx: &mut Ctx<'_, M>, event: &PaymentEvent) {
-        self.record.clear();
-        serde_json::to_writer(&mut self.record, event).expect("payment events serialise");
-        ctx.append(LEDGER, &self.record);
+        // Encoded straight onto the log: no scratch buffer, no copy.
+        let written = ctx.append_records(LEDGER, self.ledger_log_id, 1, |_, bytes| {
+            serde_json::to_writer(bytes, event)
+        });
+        self.ledger_log_id = Some(written.expect("payment events serialise"));
     }
 
     fn process(&mut self, ctx: &mut Ctx<'_, M>, from: ProcessId, message: GatewayMsg) {

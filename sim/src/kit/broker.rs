@@ -152,6 +152,7 @@ use crate::clock::LocalTime;
 use crate::ids::{ProcessId, TimerId};
 use crate::kit::{Carry, ConfigError};
 use crate::process::{Ctx, Process};
+use crate::storage::LogId;
 use crate::time::SimDuration;
 use crate::trace::{Component, fnv1a};
 use group::{Group, Parked};
@@ -628,6 +629,9 @@ pub struct Broker<P> {
     config: BrokerConfig,
     /// Storage log of each partition, by topic then partition.
     log_names: Vec<Vec<String>>,
+    /// Where each partition's log is in storage, once written to (spares
+    /// the search by name on every publish).
+    log_ids: Vec<Vec<Option<LogId>>>,
     offsets_log: String,
     epochs_log: String,
     /// How many times this broker has started on its node, durably.
@@ -666,11 +670,14 @@ impl<P: Payload> Broker<P> {
             .iter()
             .map(|topic| (0..topic.partitions).map(|_| PartitionLog::new()).collect())
             .collect();
+        let log_ids =
+            config.topics.iter().map(|topic| vec![None; topic.partitions as usize]).collect();
         Ok(Broker {
             offsets_log: format!("{}/offsets", config.name),
             epochs_log: format!("{}/epochs", config.name),
             config,
             log_names,
+            log_ids,
             epoch: 0,
             recovered: false,
             early: Vec::new(),
@@ -833,11 +840,13 @@ impl<P: Payload> Broker<P> {
         }
         let write_time = ctx.now_local();
         let log = &self.log_names[topic][partition as usize];
-        let written = ctx.append_records(log, None, 1, |_, bytes| {
+        let log_id = &mut self.log_ids[topic][partition as usize];
+        let written = ctx.append_records(log, *log_id, 1, |_, bytes| {
             partition::write_record(key, write_time, &payload, bytes);
             Ok::<(), std::convert::Infallible>(())
         });
-        let Ok(_) = written;
+        let Ok(written) = written;
+        *log_id = Some(written);
         let offset = self.partitions[topic][partition as usize].append(key, write_time, payload);
         let sequence = self.next_sequence;
         self.next_sequence += 1;

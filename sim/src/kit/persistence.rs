@@ -399,6 +399,19 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
         ctx: &mut Ctx<'_, M>,
         events: &[E],
     ) -> Result<RangeInclusive<u64>, PersistError> {
+        let sequences = self.append_uncounted(ctx, events)?;
+        ctx.count("persistence.appended", events.len() as u64);
+        Ok(sequences)
+    }
+
+    /// [`EventLog::append`] without adding to the `persistence.appended`
+    /// counter, for a caller that appends one event at a time (to trace
+    /// each) and counts the batch once afterwards.
+    pub(crate) fn append_uncounted<M: Message>(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        events: &[E],
+    ) -> Result<RangeInclusive<u64>, PersistError> {
         let first = self.last_sequence + 1;
         if events.is_empty() {
             return Ok(first..=self.last_sequence);
@@ -417,7 +430,6 @@ impl<E: Serialize + DeserializeOwned> EventLog<E> {
         self.events_log_id = Some(id);
         self.last_sequence += events.len() as u64;
         ctx.trace(Component::Persistence, "appended", self.aggregate, self.last_sequence as i64);
-        ctx.count("persistence.appended", events.len() as u64);
         Ok(first..=self.last_sequence)
     }
 

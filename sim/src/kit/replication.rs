@@ -1502,12 +1502,22 @@ where
             next += u64::from(!gap);
             !gap
         });
-        for entry in &applied {
+        // Appended one by one (each is traced before it is resolved), but
+        // counted once for the batch: a counter update is a search by name.
+        for (appended, entry) in applied.iter().enumerate() {
             let log = self.log.as_mut().expect("started");
-            log.append(ctx, std::slice::from_ref(entry))?;
+            if let Err(error) = log.append_uncounted(ctx, std::slice::from_ref(entry)) {
+                if appended > 0 {
+                    ctx.count("persistence.appended", appended as u64);
+                }
+                return Err(error);
+            }
             self.state.apply(&entry.event);
             self.epoch_seen = self.epoch_seen.max(entry.epoch);
             self.resolve(ctx, entry);
+        }
+        if !applied.is_empty() {
+            ctx.count("persistence.appended", applied.len() as u64);
         }
         if applied.is_empty() {
             return Ok(());

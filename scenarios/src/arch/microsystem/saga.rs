@@ -52,6 +52,7 @@ use sim::kit::routing::{HashRing, key_hash};
 use sim::kit::saga::{
     Saga, SagaCommand, SagaDecision, SagaId, SagaInput, SagaPhase, SagaRecord, SagaState,
 };
+use sim::storage::LogId;
 use sim::{Component, Ctx, DenseMap, LocalTime, Process, ProcessId, SimDuration, TimerId};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -344,6 +345,8 @@ pub struct OrderSagas {
     /// storage record at the next sync (a group commit), so a crash loses
     /// exactly what a crash before the sync would lose anyway.
     buffer: Vec<u8>,
+    /// Where the journal is in storage, once written to.
+    log_id: Option<LogId>,
     next_tag: u64,
     /// Writes and batches by request id (counted up from a random start).
     writes: DenseMap<u64, OrdersWrite>,
@@ -367,6 +370,7 @@ impl OrderSagas {
             ticks: 0,
             syncing: DenseMap::new(),
             buffer: Vec::new(),
+            log_id: None,
             next_tag: 0,
             writes: DenseMap::new(),
             batches: DenseMap::new(),
@@ -465,7 +469,7 @@ impl OrderSagas {
     fn sync_then_act(&mut self, ctx: &mut Ctx<'_, Msg>, orders: Option<ToAct>) {
         if !self.buffer.is_empty() {
             // Storage copies the bytes; the buffer is kept for next time.
-            ctx.append(LOG, &self.buffer);
+            ctx.append_to(LOG, &mut self.log_id, &self.buffer);
             self.buffer.clear();
         }
         let tag = self.next_tag;

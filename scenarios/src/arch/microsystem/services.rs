@@ -21,6 +21,7 @@ use crate::domain::{
 };
 use crate::parts::GatewayMsg;
 use sim::kit::saga::{LedgerAction, SagaId, StepLedger, StepOutcome};
+use sim::storage::LogId;
 use sim::{Ctx, DenseMap, LocalTime, Process, ProcessId, SimDuration};
 
 /// The saga's steps, in order.
@@ -37,6 +38,8 @@ struct Replies {
     /// Records of the message being handled, appended to the log as one
     /// storage record when it answers (they become durable together).
     records: Vec<u8>,
+    /// Where the participant's log is in storage, once written to.
+    log_id: Option<LogId>,
     waiting: DenseMap<u64, (ProcessId, Msg)>,
     next_tag: u64,
 }
@@ -56,7 +59,7 @@ impl Replies {
         if !self.records.is_empty() {
             // Storage copies the bytes; the buffer is kept for the next
             // records (no allocation per write).
-            ctx.append(log, &self.records);
+            ctx.append_to(log, &mut self.log_id, &self.records);
             self.records.clear();
         }
         let tag = self.next_tag;
@@ -70,7 +73,7 @@ impl Replies {
         if !self.records.is_empty() {
             // Storage copies the bytes; the buffer is kept for the next
             // records (no allocation per write).
-            ctx.append(log, &self.records);
+            ctx.append_to(log, &mut self.log_id, &self.records);
             self.records.clear();
         }
     }
