@@ -83,7 +83,7 @@ impl OrderSource {
         let order = OrderId(self.next_id);
         self.next_id += 1;
         let customer = CustomerId(self.stream.below(1_000_000) as u32);
-        PlaceOrder { order, customer, lines, card }
+        PlaceOrder { order, customer, lines: lines.into(), card }
     }
 }
 
@@ -156,7 +156,7 @@ mod tests {
             let order = first.next_order();
             assert_eq!(order, second.next_order());
             assert!(!order.lines.is_empty() && order.lines.len() <= workload.lines_max as usize);
-            for line in &order.lines {
+            for line in order.lines.iter() {
                 assert!(line.product.0 < workload.products);
                 assert!(
                     (workload.price_cents_min..=workload.price_cents_max)

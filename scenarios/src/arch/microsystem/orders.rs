@@ -79,7 +79,7 @@ impl Serialize for ShardEvent {
                 for number in [0, order.0, *total_cents] {
                     seq.serialize_element(&number)?;
                 }
-                for line in lines {
+                for line in lines.iter() {
                     seq.serialize_element(&u64::from(line.product.0))?;
                     seq.serialize_element(&u64::from(line.quantity))?;
                     seq.serialize_element(&line.unit_price_cents)?;
