@@ -337,7 +337,7 @@ impl OrdersReplica {
             return;
         }
         let end = changes.len().min(self.published + PUBLISH_BATCH_MAX);
-        let batch = StatusBatch { changes: changes[self.published..end].to_vec() };
+        let batch = StatusBatch { changes: changes[self.published..end].into() };
         let key = u64::from(self.shard);
         if let Ok(request) = self.producer.publish(ctx, STATUS_TOPIC, key, batch) {
             self.publishing = Some((request, end));
