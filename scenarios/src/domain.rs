@@ -12,7 +12,7 @@
 //!
 //! let mut inventory = Inventory::with_stock([(ProductId(1), 2)]);
 //! let lines = vec![Line { product: ProductId(1), quantity: 2, unit_price_cents: 500 }];
-//! let events = inventory.decide(&InventoryCommand::ReserveProducts { order: OrderId(7), lines }).unwrap();
+//! let events = inventory.decide(&InventoryCommand::ReserveProducts { order: OrderId(7), lines: lines.into() }).unwrap();
 //! assert!(matches!(events[0], InventoryEvent::ProductsReserved { .. }));
 //! inventory.evolve(&events[0]);
 //! assert_eq!(inventory.available(ProductId(1)), 0);
@@ -31,6 +31,7 @@ pub use shipping::{Shipping, ShippingCommand, ShippingEvent};
 use serde::{Deserialize, Serialize};
 use sim::DenseKey;
 use std::fmt;
+use std::sync::Arc;
 
 /// An order, by id. Ids are given by the workload and never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,6 +79,13 @@ pub struct Line {
     /// Price of one, in cents (integers: money is never a float).
     pub unit_price_cents: u64,
 }
+
+/// An order's lines, shared rather than copied: they never change once the
+/// workload has drawn them, yet travel from the customer's request through
+/// the saga into the Orders and Inventory commands, events and state, so each
+/// of those holds a reference to the one allocation. Serialises exactly like
+/// a `Vec<Line>` (a sequence), so logs, traces and digests are unchanged.
+pub type Lines = Arc<[Line]>;
 
 /// The events a command was decided into: none (a repeat of a command that
 /// took effect) or one. No command of this domain decides into more, so the
@@ -160,7 +168,7 @@ pub struct PlaceOrder {
     /// Who.
     pub customer: CustomerId,
     /// What.
-    pub lines: Vec<Line>,
+    pub lines: Lines,
     /// What the card issuer will answer (drawn by the workload, so every
     /// architecture sees the same declines).
     pub card: CardOutcome,
@@ -210,7 +218,7 @@ pub fn validate(request: &PlaceOrder, catalogue_size: u32) -> Result<(), Rejecti
     if request.lines.is_empty() {
         return Err(Rejection::Invalid("no lines".to_string()));
     }
-    for line in &request.lines {
+    for line in request.lines.iter() {
         if line.quantity == 0 {
             return Err(Rejection::Invalid(format!("zero quantity of product {}", line.product.0)));
         }

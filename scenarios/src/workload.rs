@@ -5,7 +5,7 @@
 //! orders (common random numbers): ids, lines, prices, declined cards and,
 //! for an open loop, arrival times.
 
-use crate::domain::{CardOutcome, CustomerId, Line, OrderId, PlaceOrder, ProductId};
+use crate::domain::{CardOutcome, CustomerId, Line, Lines, OrderId, PlaceOrder, ProductId};
 use crate::scenario::{Arrivals, RateChange, Workload};
 use sim::{Purpose, Seed, SimDuration, SimTime, Stream};
 
@@ -21,6 +21,9 @@ pub struct OrderSource {
     /// sampling by binary search.
     popularity: Vec<f64>,
     next_id: u64,
+    /// The lines being drawn, reused from order to order so each order
+    /// allocates only its shared [`Lines`].
+    drawing: Vec<Line>,
 }
 
 impl OrderSource {
@@ -40,6 +43,7 @@ impl OrderSource {
             workload: workload.clone(),
             popularity: weights,
             next_id: 1,
+            drawing: Vec::new(),
         }
     }
 
@@ -60,7 +64,8 @@ impl OrderSource {
         let workload = &self.workload;
         let line_count = workload.lines_min
             + self.stream.below(u64::from(workload.lines_max - workload.lines_min) + 1) as u32;
-        let mut lines: Vec<Line> = Vec::with_capacity(line_count as usize);
+        let lines = &mut self.drawing;
+        lines.clear();
         for _ in 0..line_count {
             let u = self.stream.unit();
             let index = self.popularity.partition_point(|cumulative| *cumulative <= u);
@@ -83,7 +88,7 @@ impl OrderSource {
         let order = OrderId(self.next_id);
         self.next_id += 1;
         let customer = CustomerId(self.stream.below(1_000_000) as u32);
-        PlaceOrder { order, customer, lines, card }
+        PlaceOrder { order, customer, lines: Lines::from(&self.drawing[..]), card }
     }
 }
 
@@ -156,7 +161,7 @@ mod tests {
             let order = first.next_order();
             assert_eq!(order, second.next_order());
             assert!(!order.lines.is_empty() && order.lines.len() <= workload.lines_max as usize);
-            for line in &order.lines {
+            for line in order.lines.iter() {
                 assert!(line.product.0 < workload.products);
                 assert!(
                     (workload.price_cents_min..=workload.price_cents_max)

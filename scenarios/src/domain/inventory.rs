@@ -4,7 +4,7 @@
 //! reserved for one order, or shipped. A reservation is released (back to
 //! available) or shipped, never both.
 
-use super::{Events, Line, OrderId, ProductId, Rejection};
+use super::{Events, Line, Lines, OrderId, ProductId, Rejection};
 use serde::{Deserialize, Serialize};
 use sim::DenseMap;
 
@@ -16,7 +16,7 @@ pub enum InventoryCommand {
         /// The order.
         order: OrderId,
         /// What to hold.
-        lines: Vec<Line>,
+        lines: Lines,
     },
     /// Give a reservation back (compensation).
     ReleaseReservation {
@@ -38,7 +38,7 @@ pub enum InventoryEvent {
         /// The order.
         order: OrderId,
         /// What was held.
-        lines: Vec<Line>,
+        lines: Lines,
     },
     /// The reservation went back to stock.
     ReservationReleased {
@@ -56,9 +56,9 @@ pub enum InventoryEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     available: DenseMap<ProductId, u64>,
-    reserved: DenseMap<OrderId, Vec<Line>>,
-    shipped: DenseMap<OrderId, Vec<Line>>,
-    released: DenseMap<OrderId, Vec<Line>>,
+    reserved: DenseMap<OrderId, Lines>,
+    shipped: DenseMap<OrderId, Lines>,
+    released: DenseMap<OrderId, Lines>,
 }
 
 impl Inventory {
@@ -119,7 +119,7 @@ impl Inventory {
     pub fn evolve_owned(&mut self, event: InventoryEvent) {
         match event {
             InventoryEvent::ProductsReserved { order, lines } => {
-                for line in &lines {
+                for line in lines.iter() {
                     let available = self.available.get_or_insert_with(line.product, || 0);
                     *available = available.saturating_sub(u64::from(line.quantity));
                 }
@@ -127,7 +127,7 @@ impl Inventory {
             }
             InventoryEvent::ReservationReleased { order } => {
                 if let Some(lines) = self.reserved.remove(&order) {
-                    for line in &lines {
+                    for line in lines.iter() {
                         *self.available.get_or_insert_with(line.product, || 0) +=
                             u64::from(line.quantity);
                     }
@@ -173,8 +173,12 @@ impl Inventory {
     /// Units of every product: available, reserved and shipped, for the
     /// stock-conservation invariant.
     pub fn units(&self) -> StockCount {
-        let count = |orders: &DenseMap<OrderId, Vec<Line>>| -> u64 {
-            orders.values().flatten().map(|line| u64::from(line.quantity)).sum()
+        let count = |orders: &DenseMap<OrderId, Lines>| -> u64 {
+            orders
+                .values()
+                .flat_map(|lines| lines.iter())
+                .map(|line| u64::from(line.quantity))
+                .sum()
         };
         StockCount {
             available: self.available.values().sum(),
@@ -238,7 +242,7 @@ mod tests {
             for (order, kind, product, quantity) in commands {
                 let order = OrderId(order);
                 let command = match kind {
-                    0 => InventoryCommand::ReserveProducts { order, lines: vec![line(product, quantity)] },
+                    0 => InventoryCommand::ReserveProducts { order, lines: vec![line(product, quantity)].into() },
                     1 => InventoryCommand::ReleaseReservation { order },
                     _ => InventoryCommand::ShipProducts { order },
                 };
@@ -260,7 +264,7 @@ mod tests {
         let inventory = Inventory::with_stock([(ProductId(0), 1), (ProductId(1), 5)]);
         let command = InventoryCommand::ReserveProducts {
             order: OrderId(1),
-            lines: vec![line(1, 2), line(0, 2)],
+            lines: vec![line(1, 2), line(0, 2)].into(),
         };
         assert_eq!(inventory.decide(&command), Err(Rejection::OutOfStock(ProductId(0))));
     }

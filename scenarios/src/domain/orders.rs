@@ -1,6 +1,6 @@
 //! The Orders aggregate: the system of record of each order's life.
 
-use super::{CancelReason, Events, Line, OrderId, Rejection, total_cents};
+use super::{CancelReason, Events, Lines, OrderId, Rejection, total_cents};
 use serde::{Deserialize, Serialize};
 use sim::DenseMap;
 
@@ -12,7 +12,7 @@ pub enum OrderCommand {
         /// The order.
         order: OrderId,
         /// Its lines.
-        lines: Vec<Line>,
+        lines: Lines,
     },
     /// Mark it done (all steps succeeded).
     CompleteOrder {
@@ -36,7 +36,7 @@ pub enum OrderEvent {
         /// The order.
         order: OrderId,
         /// Its lines.
-        lines: Vec<Line>,
+        lines: Lines,
         /// Its value in cents.
         total_cents: u64,
     },
@@ -166,10 +166,10 @@ impl Orders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ProductId;
+    use crate::domain::{Line, ProductId};
 
-    fn lines() -> Vec<Line> {
-        vec![Line { product: ProductId(0), quantity: 2, unit_price_cents: 150 }]
+    fn lines() -> Lines {
+        vec![Line { product: ProductId(0), quantity: 2, unit_price_cents: 150 }].into()
     }
 
     #[test]

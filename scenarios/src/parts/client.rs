@@ -8,8 +8,7 @@ use crate::domain::{OrderId, PlaceOrder};
 use crate::workload::OrderSource;
 use serde::Serialize;
 use sim::kit::Carry;
-use sim::{Ctx, Process, ProcessId, SimDuration, SimTime, TimerId};
-use std::collections::BTreeMap;
+use sim::{Ctx, DenseMap, Process, ProcessId, SimDuration, SimTime, TimerId};
 
 /// How the customers behave.
 #[derive(Clone, Debug)]
@@ -89,7 +88,8 @@ pub struct Clients<M> {
     next_arrival: usize,
     requests: Vec<Request>,
     /// Open requests: order to (index in `requests`, timeout timer, user).
-    open: BTreeMap<OrderId, (usize, TimerId, u32)>,
+    /// Order ids come densely from the workload, so a table, not a tree.
+    open: DenseMap<OrderId, (usize, TimerId, u32)>,
     /// In rounds: orders of the current round not ended yet.
     round_open: u32,
     _message: std::marker::PhantomData<M>,
@@ -110,7 +110,7 @@ impl<M: Carry<Edge>> Clients<M> {
             timeout,
             next_arrival: 0,
             requests: Vec::new(),
-            open: BTreeMap::new(),
+            open: DenseMap::new(),
             round_open: 0,
             _message: std::marker::PhantomData,
         }

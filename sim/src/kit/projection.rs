@@ -256,6 +256,9 @@ pub struct Progress {
     // for every event applied).
     applied: DenseMap<u32, u64>,
     head: DenseMap<u32, u64>,
+    /// [`Progress::lag_events`], kept up to date as heads and offsets move
+    /// rather than summed over the partitions for every event applied.
+    lag: u64,
 }
 
 impl Progress {
@@ -284,8 +287,10 @@ impl Progress {
 
     /// Notes the broker's high watermark of a partition.
     pub fn observe_head(&mut self, partition: u32, high_watermark: u64) {
+        let before = self.lag_of(partition);
         let head = self.head.get_or_insert_with(partition, || 0);
         *head = (*head).max(high_watermark);
+        self.lag = self.lag - before + self.lag_of(partition);
     }
 
     /// Whether the event at `position` has not been applied yet.
@@ -295,7 +300,9 @@ impl Progress {
 
     /// Notes that the event at `position` was applied.
     pub fn advance(&mut self, position: Position) {
+        let before = self.lag_of(position.partition);
         self.applied.insert(position.partition, position.offset + 1);
+        self.lag = self.lag - before + self.lag_of(position.partition);
     }
 
     /// Starts every partition again from offset 0 (heads are kept).
@@ -303,16 +310,18 @@ impl Progress {
         for applied in self.applied.values_mut() {
             *applied = 0;
         }
+        self.lag = self.head.keys().map(|partition| self.lag_of(*partition)).sum();
     }
 
     /// Events written but not applied yet: head minus applied, summed over
     /// partitions; never negative.
     pub fn lag_events(&self) -> u64 {
-        // Runs per event applied; both lookups are table indexing.
-        self.head
-            .iter()
-            .map(|(partition, head)| head.saturating_sub(self.applied(*partition)))
-            .sum()
+        self.lag
+    }
+
+    /// One partition's share of the lag: its head (if seen) minus applied.
+    fn lag_of(&self, partition: u32) -> u64 {
+        self.head.get(&partition).map_or(0, |head| head.saturating_sub(self.applied(partition)))
     }
 }
 
@@ -627,11 +636,13 @@ impl<R: ReadModel> Projection<R> {
     }
 
     fn check_rebuilt<M: Carry<BrokerMsg<R::Event>>>(&mut self, ctx: &mut Ctx<'_, M>) {
+        // Runs per event applied: ask for the owned partitions (a fresh
+        // list) only while rebuilding.
+        if !self.rebuilding {
+            return;
+        }
         let owned = self.consumer.partitions();
-        if self.rebuilding
-            && !owned.is_empty()
-            && owned.iter().all(|partition| self.caught_up.contains(partition))
-        {
+        if !owned.is_empty() && owned.iter().all(|partition| self.caught_up.contains(partition)) {
             self.rebuilding = false;
             ctx.trace(Component::Projection, "rebuilt", 0, self.total_applied());
             ctx.count("projection.rebuilt", 1);

@@ -294,7 +294,8 @@ mod tests {
     #[test]
     fn replaying_the_log_rebuilds_the_tables() {
         let mut tables = Tables::new(Schemas::ALL, 2, 5);
-        let lines = vec![Line { product: ProductId(1), quantity: 2, unit_price_cents: 100 }];
+        let lines: crate::domain::Lines =
+            vec![Line { product: ProductId(1), quantity: 2, unit_price_cents: 100 }].into();
         let queries = [
             Query::Orders(OrderCommand::CreateOrder { order: OrderId(1), lines: lines.clone() }),
             Query::Inventory(crate::domain::InventoryCommand::ReserveProducts {

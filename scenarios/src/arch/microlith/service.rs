@@ -388,10 +388,10 @@ impl Service {
                     return self.query(ctx, id, Query::Inventory(command));
                 }
                 ServiceRequest::SubmitPayment { order, amount_cents, card } => {
-                    (*order, Vec::new(), *amount_cents, *card)
+                    (*order, domain::Lines::default(), *amount_cents, *card)
                 }
                 ServiceRequest::ShipOrder { order } => {
-                    (*order, Vec::new(), 0, domain::CardOutcome::Approve)
+                    (*order, domain::Lines::default(), 0, domain::CardOutcome::Approve)
                 }
             },
         };

@@ -8,7 +8,7 @@
 //! storage record, one after another. Storage never corrupts, so a record
 //! that does not decode is a bug: decoding panics.
 
-use crate::domain::{CancelReason, CardOutcome, Line, OrderId, ProductId};
+use crate::domain::{CancelReason, CardOutcome, Line, Lines, OrderId, ProductId};
 use sim::kit::saga::StepOutcome;
 
 /// Builds one record.
@@ -113,7 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads lines written by [`Writer::lines`].
-    pub fn lines(&mut self) -> Vec<Line> {
+    pub fn lines(&mut self) -> Lines {
         let count = self.u32() as usize;
         (0..count)
             .map(|_| Line {
@@ -196,7 +196,7 @@ mod tests {
         let mut reader = Reader::over(&bytes);
         assert_eq!(reader.u8(), 9);
         assert_eq!((reader.u8(), reader.u32(), reader.u64(), reader.i64()), (4, 77, 1 << 40, -5));
-        assert_eq!(reader.lines(), lines);
+        assert_eq!(*reader.lines(), *lines);
         assert!(!reader.is_done());
         assert_eq!((reader.u8(), reader.order()), (2, OrderId(3)));
         assert!(reader.is_done());

@@ -8,8 +8,8 @@ use crate::domain::{OrderId, PlaceOrder, validate};
 use crate::parts::{Answer, Edge};
 use sim::kit::discovery::{Discovery, Registration, ServiceName};
 use sim::kit::routing::Balancer;
-use sim::{Ctx, Dist, LocalTime, Process, ProcessId, SimDuration, TimerId};
-use std::collections::{BTreeMap, VecDeque};
+use sim::{Ctx, DenseMap, Dist, LocalTime, Process, ProcessId, SimDuration, TimerId};
+use std::collections::VecDeque;
 
 /// The registry name of the processing instances.
 pub fn processing_service() -> ServiceName {
@@ -176,14 +176,17 @@ const SWEEP_TAG: u64 = 1;
 pub struct Processing {
     config: ProcessingConfig,
     registration: Registration,
-    in_flight: BTreeMap<OrderId, InFlight>,
+    /// By order id: the workload numbers orders densely, and the front door
+    /// spreads them over few instances, so a table (iterated in id order,
+    /// like a tree) serves the per-request lookups.
+    in_flight: DenseMap<OrderId, InFlight>,
 }
 
 impl Processing {
     /// An instance registering with `registration` (whose timer tag must be
     /// [`Processing::registration_tag`]).
     pub fn new(config: ProcessingConfig, registration: Registration) -> Processing {
-        Processing { config, registration, in_flight: BTreeMap::new() }
+        Processing { config, registration, in_flight: DenseMap::new() }
     }
 
     /// The registration heartbeat's timer tag.

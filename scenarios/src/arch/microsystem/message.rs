@@ -5,7 +5,7 @@
 
 use super::orders::ShardEvent;
 use super::read_model::StatusBatch;
-use crate::domain::{CancelReason, CardOutcome, Line, OrderCommand, OrderId};
+use crate::domain::{CancelReason, CardOutcome, Lines, OrderCommand, OrderId};
 use crate::parts::{Edge, GatewayMsg};
 use sim::kit::Carry;
 use sim::kit::broker::BrokerMsg;
@@ -42,7 +42,7 @@ pub enum Task {
     /// Inventory: hold these lines.
     Reserve {
         /// The order's lines.
-        lines: Vec<Line>,
+        lines: Lines,
     },
     /// Payments: charge this much.
     Pay {

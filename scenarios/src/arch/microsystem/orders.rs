@@ -79,7 +79,7 @@ impl Serialize for ShardEvent {
                 for number in [0, order.0, *total_cents] {
                     seq.serialize_element(&number)?;
                 }
-                for line in lines {
+                for line in lines.iter() {
                     seq.serialize_element(&u64::from(line.product.0))?;
                     seq.serialize_element(&u64::from(line.quantity))?;
                     seq.serialize_element(&line.unit_price_cents)?;
@@ -337,7 +337,7 @@ impl OrdersReplica {
             return;
         }
         let end = changes.len().min(self.published + PUBLISH_BATCH_MAX);
-        let batch = StatusBatch { changes: changes[self.published..end].to_vec() };
+        let batch = StatusBatch { changes: changes[self.published..end].into() };
         let key = u64::from(self.shard);
         if let Ok(request) = self.producer.publish(ctx, STATUS_TOPIC, key, batch) {
             self.publishing = Some((request, end));

@@ -14,13 +14,16 @@
 use crate::domain::{OrderEvent, OrderId, OrderStatus};
 use serde::{Deserialize, Serialize};
 use sim::kit::projection::{Position, ReadModel};
+use std::sync::Arc;
 
 /// Status changes of one shard, in the order its log applied them:
 /// (order id, status code: 1 created, 2 completed, 10 + reason cancelled).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusBatch {
-    /// The changes.
-    pub changes: Vec<(u64, u8)>,
+    /// The changes. Shared, not copied, by the producer's retry buffer,
+    /// the broker's partition and every fetch that hands them out;
+    /// serialises like a vector.
+    pub changes: Arc<[(u64, u8)]>,
 }
 
 const CREATED: u8 = 1;
@@ -91,7 +94,7 @@ impl ReadModel for StatusView {
     type Answer = Option<u8>;
 
     fn apply(&mut self, _position: Position, batch: &StatusBatch) {
-        for (order, code) in &batch.changes {
+        for (order, code) in batch.changes.iter() {
             self.set(*order, *code);
         }
     }
@@ -115,9 +118,9 @@ mod tests {
     fn copies_and_reorderings_give_the_same_model() {
         // Goal: at-least-once publishing is harmless: a created after a
         // terminal status, or a whole batch twice, changes nothing.
-        let done = StatusBatch { changes: vec![(1, CREATED), (1, COMPLETED), (2, CREATED)] };
+        let done = StatusBatch { changes: vec![(1, CREATED), (1, COMPLETED), (2, CREATED)].into() };
         let late = StatusBatch {
-            changes: vec![(1, CREATED), (2, cancelled_code(CancelReason::OutOfStock))],
+            changes: vec![(1, CREATED), (2, cancelled_code(CancelReason::OutOfStock))].into(),
         };
         let mut once = StatusView::default();
         once.apply(Position::default(), &done);

@@ -44,7 +44,7 @@
 use super::codec::{Reader, Writer, card_code, card_from, reason_code, reason_from};
 use super::message::{Internal, Msg, Task};
 use super::orders::service_name;
-use crate::domain::{CancelReason, CardOutcome, Line, OrderCommand, OrderId, total_cents};
+use crate::domain::{CancelReason, CardOutcome, Lines, OrderCommand, OrderId, total_cents};
 use crate::parts::{Answer, Edge};
 use sim::kit::discovery::{Discovery, ServiceName};
 use sim::kit::replication::{Replication, WriteRejection};
@@ -99,7 +99,7 @@ const TAG_SWEEP: u64 = 1;
 /// A record of the coordinator's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Record {
-    Accepted { order: OrderId, client: ProcessId, card: CardOutcome, lines: Vec<Line> },
+    Accepted { order: OrderId, client: ProcessId, card: CardOutcome, lines: Lines },
     Created { order: OrderId, at: LocalTime },
     Saga(SagaRecord),
     Reason { order: OrderId, reason: CancelReason },
@@ -212,7 +212,7 @@ impl OrderSet {
 #[derive(Clone, Debug)]
 struct Entry {
     client: ProcessId,
-    lines: Vec<Line>,
+    lines: Lines,
     card: CardOutcome,
     /// The saga machine, from the moment Orders has the order.
     saga: Option<SagaState>,

@@ -4,7 +4,7 @@
 //! (event-carried state): `ProductsReserved` carries the amount and the
 //! card, so Payments can charge without querying Orders.
 
-use crate::domain::{CancelReason, CardOutcome, Line, OrderId, ProductId};
+use crate::domain::{CancelReason, CardOutcome, Lines, OrderId, ProductId};
 use serde::{Deserialize, Serialize};
 
 /// Order events, published by Orders.
@@ -27,7 +27,7 @@ pub enum Fact {
         /// The order.
         order: OrderId,
         /// Its lines.
-        lines: Vec<Line>,
+        lines: Lines,
         /// Its value.
         total_cents: u64,
         /// What the card issuer will say.

@@ -12,7 +12,7 @@ use super::ReactiveMsg;
 use super::facts::{Fact, TOPIC_INVENTORY, TOPIC_PAYMENTS, TOPIC_SHIPPING, cancel_reason};
 use super::journal::Book;
 use super::service::{Lane, Logic, Shell, Source};
-use crate::domain::{self, Line, OrderCommand, OrderEvent, OrderId, Orders, PlaceOrder};
+use crate::domain::{self, Lines, OrderCommand, OrderEvent, OrderId, Orders, PlaceOrder};
 use crate::parts::{Answer, Edge};
 use serde::{Deserialize, Serialize};
 use sim::{Ctx, ProcessId};
@@ -123,7 +123,7 @@ impl OrdersLogic {
             Self::answer(ctx, self.clients, order, Answer::Failed);
             return;
         }
-        let lines: Vec<Line> = request.lines;
+        let lines: Lines = request.lines;
         let command = OrderCommand::CreateOrder { order, lines: lines.clone() };
         // A repeated request (a duplicate on the network) changes nothing:
         // the first one's saga is already under way.
