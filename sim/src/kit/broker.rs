@@ -160,6 +160,8 @@ use partition::{PartitionLog, Retention};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::Arc;
 
 /// What a broker carries: any cloneable type serde can encode and decode
 /// (the broker writes payloads to the node's storage in postcard's binary
@@ -246,7 +248,7 @@ pub enum BrokerMsg<P> {
         /// Chosen by the producer, echoed in the answer.
         request: u64,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// Chooses the partition; records with one key stay in order.
         key: u64,
         /// The record's content.
@@ -257,7 +259,7 @@ pub enum BrokerMsg<P> {
         /// The producer's request.
         request: u64,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition it went to.
         partition: u32,
         /// Its offset there.
@@ -268,39 +270,39 @@ pub enum BrokerMsg<P> {
         /// The producer's request.
         request: u64,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// Why.
         reason: Rejection,
     },
     /// Join `group` as a consumer of `topic` (the sender is the member).
     JoinGroup {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic it reads.
-        topic: String,
+        topic: Arc<str>,
     },
     /// A member is alive; it believes `generation` is current.
     Heartbeat {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The generation of the member's last assignment (0 if none).
         generation: u64,
     },
     /// Leave `group` at once (rather than by expiry).
     LeaveGroup {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
     },
     /// A new generation started: these are the member's partitions now.
     Assigned {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The new generation.
         generation: u64,
         /// The member's partitions, each with its committed offset.
@@ -309,9 +311,9 @@ pub enum BrokerMsg<P> {
     /// The sender could not join.
     JoinRejected {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// Why.
         reason: Rejection,
     },
@@ -320,9 +322,9 @@ pub enum BrokerMsg<P> {
         /// Chosen by the consumer, echoed in the answer.
         request: u64,
         /// The group on whose behalf the sender reads.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition, which the sender must own.
         partition: u32,
         /// The first offset wanted.
@@ -335,9 +337,9 @@ pub enum BrokerMsg<P> {
         /// The consumer's request.
         request: u64,
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition.
         partition: u32,
         /// The records (none if nothing new became durable in time).
@@ -352,9 +354,9 @@ pub enum BrokerMsg<P> {
         /// The consumer's request.
         request: u64,
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition.
         partition: u32,
         /// The group's generation when the broker turned it down (0 if the
@@ -368,9 +370,9 @@ pub enum BrokerMsg<P> {
     /// (exclusive: `offset` is the next record to read).
     Commit {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition, which the sender must own.
         partition: u32,
         /// The generation the sender's ownership comes from.
@@ -381,9 +383,9 @@ pub enum BrokerMsg<P> {
     /// The commit is durable.
     Committed {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition.
         partition: u32,
         /// The committed offset.
@@ -392,9 +394,9 @@ pub enum BrokerMsg<P> {
     /// The commit was turned down.
     CommitRejected {
         /// The group.
-        group: String,
+        group: Arc<str>,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// The partition.
         partition: u32,
         /// The offset that was not committed.
@@ -627,12 +629,17 @@ impl BrokerConfig {
 #[derive(Clone, Debug)]
 pub struct Broker<P> {
     config: BrokerConfig,
+    /// The topics' names, shared with every message that carries one (a
+    /// reference count rather than a copy of the name per message).
+    topic_names: Vec<Arc<str>>,
     /// Storage log of each partition, by topic then partition.
     log_names: Vec<Vec<String>>,
     /// Where each partition's log is in storage, once written to (spares
     /// the search by name on every publish).
     log_ids: Vec<Vec<Option<LogId>>>,
     offsets_log: String,
+    /// Where the offsets log is in storage, once written to.
+    offsets_log_id: Option<LogId>,
     epochs_log: String,
     /// How many times this broker has started on its node, durably.
     epoch: u64,
@@ -644,7 +651,7 @@ pub struct Broker<P> {
     early: Vec<(ProcessId, BrokerMsg<P>)>,
     partitions: Vec<Vec<PartitionLog<P>>>,
     /// Groups by name and topic index.
-    groups: BTreeMap<(String, usize), Group>,
+    groups: BTreeMap<(Arc<str>, usize), Group>,
     pending: VecDeque<Pending>,
     /// Sequence number of the next write, for matching syncs to writes.
     next_sequence: u64,
@@ -673,7 +680,9 @@ impl<P: Payload> Broker<P> {
         let log_ids =
             config.topics.iter().map(|topic| vec![None; topic.partitions as usize]).collect();
         Ok(Broker {
+            topic_names: config.topics.iter().map(|topic| Arc::from(topic.name.as_str())).collect(),
             offsets_log: format!("{}/offsets", config.name),
+            offsets_log_id: None,
             epochs_log: format!("{}/epochs", config.name),
             config,
             log_names,
@@ -749,7 +758,7 @@ impl<P: Payload> Broker<P> {
     }
 
     fn group(&self, group: &str, topic: &str) -> Option<&Group> {
-        self.groups.get(&(group.to_string(), self.topic_index(topic)?))
+        self.groups.get(&(Arc::from(group), self.topic_index(topic)?))
     }
 
     /// Rebuilds the partitions and committed offsets from storage, bumps
@@ -769,7 +778,7 @@ impl<P: Payload> Broker<P> {
             ctx.read_log(&self.offsets_log).iter().map(partition::decode_commit).collect();
         for (group, topic, partition, offset) in commits {
             let Some(topic) = self.topic_index(&topic) else { continue };
-            if let Some(state) = self.group_entry(group, topic)
+            if let Some(state) = self.group_entry(group.into(), topic)
                 && let Some(committed) = state.committed.get_mut(partition as usize)
             {
                 *committed = offset;
@@ -780,7 +789,7 @@ impl<P: Payload> Broker<P> {
     }
 
     /// The group, created if there is room.
-    fn group_entry(&mut self, group: String, topic: usize) -> Option<&mut Group> {
+    fn group_entry(&mut self, group: Arc<str>, topic: usize) -> Option<&mut Group> {
         let key = (group, topic);
         if !self.groups.contains_key(&key) && self.groups.len() >= self.config.groups_max as usize {
             return None;
@@ -818,7 +827,7 @@ impl<P: Payload> Broker<P> {
         ctx: &mut Ctx<'_, M>,
         from: ProcessId,
         request: u64,
-        topic_name: String,
+        topic_name: Arc<str>,
         key: u64,
         payload: P,
     ) {
@@ -865,8 +874,8 @@ impl<P: Payload> Broker<P> {
         &mut self,
         ctx: &mut Ctx<'_, M>,
         from: ProcessId,
-        group_name: String,
-        topic_name: String,
+        group_name: Arc<str>,
+        topic_name: Arc<str>,
     ) {
         let Some(topic) = self.topic_index(&topic_name) else {
             let reason = Rejection::UnknownTopic;
@@ -909,8 +918,8 @@ impl<P: Payload> Broker<P> {
         &mut self,
         ctx: &mut Ctx<'_, M>,
         from: ProcessId,
-        group_name: String,
-        topic_name: String,
+        group_name: Arc<str>,
+        topic_name: Arc<str>,
         generation: u64,
     ) {
         let now = ctx.now_local();
@@ -937,8 +946,8 @@ impl<P: Payload> Broker<P> {
         &mut self,
         ctx: &mut Ctx<'_, M>,
         from: ProcessId,
-        group_name: String,
-        topic_name: String,
+        group_name: Arc<str>,
+        topic_name: Arc<str>,
     ) {
         let Some(topic) = self.topic_index(&topic_name) else { return };
         let key = (group_name, topic);
@@ -953,7 +962,7 @@ impl<P: Payload> Broker<P> {
     fn send_assignment<M: Carry<BrokerMsg<P>>>(
         &self,
         ctx: &mut Ctx<'_, M>,
-        key: &(String, usize),
+        key: &(Arc<str>, usize),
         member: ProcessId,
     ) {
         let group = &self.groups[key];
@@ -967,15 +976,15 @@ impl<P: Payload> Broker<P> {
             .collect();
         let assigned = BrokerMsg::Assigned {
             group: key.0.clone(),
-            topic: self.config.topics[key.1].name.clone(),
+            topic: self.topic_names[key.1].clone(),
             generation: group.generation,
             partitions,
         };
         send(ctx, member, assigned);
     }
 
-    fn rebalance<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, key: (String, usize)) {
-        let topic_name = self.config.topics[key.1].name.clone();
+    fn rebalance<M: Carry<BrokerMsg<P>>>(&mut self, ctx: &mut Ctx<'_, M>, key: (Arc<str>, usize)) {
+        let topic_name = self.topic_names[key.1].clone();
         let group = self.groups.get_mut(&key).expect("rebalancing a group that exists");
         let evicted = group.rebalance(self.epoch);
         let generation = group.generation;
@@ -1005,8 +1014,8 @@ impl<P: Payload> Broker<P> {
         ctx: &mut Ctx<'_, M>,
         from: ProcessId,
         request: u64,
-        group_name: String,
-        topic_name: String,
+        group_name: Arc<str>,
+        topic_name: Arc<str>,
         partition: u32,
         from_offset: u64,
         max: u32,
@@ -1045,12 +1054,12 @@ impl<P: Payload> Broker<P> {
     fn answer_or_park<M: Carry<BrokerMsg<P>>>(
         &mut self,
         ctx: &mut Ctx<'_, M>,
-        key: &(String, usize),
+        key: &(Arc<str>, usize),
         partition: u32,
         fetch: Parked,
         answer_empty: bool,
     ) {
-        let topic_name = &self.config.topics[key.1].name;
+        let topic_name = &self.topic_names[key.1];
         let trace_key = partition_trace_key(topic_name, partition);
         let log = &self.partitions[key.1][partition as usize];
         let max = fetch.max.clamp(1, self.config.max_batch) as usize;
@@ -1095,23 +1104,25 @@ impl<P: Payload> Broker<P> {
         only: Option<(usize, u32)>,
         answer_empty: bool,
     ) {
-        let keys: Vec<(String, usize)> = self
-            .groups
-            .keys()
-            .filter(|(_, topic)| only.is_none_or(|(wanted, _)| wanted == *topic))
-            .cloned()
-            .collect();
-        for key in keys {
-            let partitions = self.config.topics[key.1].partitions;
-            for partition in 0..partitions {
-                if only.is_some_and(|(_, wanted)| wanted != partition) {
-                    continue;
-                }
-                let group = self.groups.get_mut(&key).expect("listed above");
-                if let Some(fetch) = group.parked[partition as usize].take() {
-                    self.answer_or_park(ctx, &key, partition, fetch, answer_empty);
+        // Walks the groups in key order one key at a time rather than
+        // collecting the keys first (this runs after every sync); answering
+        // never adds or removes a group, so the walk sees the same keys.
+        let mut next = self.groups.keys().next().cloned();
+        while let Some(key) = next {
+            if only.is_none_or(|(wanted, _)| wanted == key.1) {
+                let partitions = match only {
+                    Some((_, wanted)) => wanted..wanted + 1,
+                    None => 0..self.config.topics[key.1].partitions,
+                };
+                for partition in partitions {
+                    let group = self.groups.get_mut(&key).expect("walked to above");
+                    if let Some(fetch) = group.parked[partition as usize].take() {
+                        self.answer_or_park(ctx, &key, partition, fetch, answer_empty);
+                    }
                 }
             }
+            next =
+                self.groups.range((Excluded(&key), Unbounded)).next().map(|(key, _)| key.clone());
         }
     }
 
@@ -1120,8 +1131,8 @@ impl<P: Payload> Broker<P> {
         &mut self,
         ctx: &mut Ctx<'_, M>,
         from: ProcessId,
-        group_name: String,
-        topic_name: String,
+        group_name: Arc<str>,
+        topic_name: Arc<str>,
         partition: u32,
         generation: u64,
         offset: u64,
@@ -1157,10 +1168,12 @@ impl<P: Payload> Broker<P> {
             return;
         }
         let topic = topic.expect("checked above");
-        ctx.append(
-            &self.offsets_log,
-            partition::encode_commit(&group_name, &topic_name, partition, offset),
-        );
+        let written = ctx.append_records(&self.offsets_log, self.offsets_log_id, 1, |_, bytes| {
+            partition::write_commit(&group_name, &topic_name, partition, offset, bytes);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let Ok(written) = written;
+        self.offsets_log_id = Some(written);
         // The new offset is used at once (a crash loses it together with
         // this memory); it is acknowledged only once durable.
         let group = self.groups.get_mut(&(group_name.clone(), topic)).expect("checked above");
@@ -1185,7 +1198,7 @@ impl<P: Payload> Broker<P> {
         while self.pending.front().is_some_and(|write| write.sequence() < covered) {
             match self.pending.pop_front().expect("checked above") {
                 Pending::Publish { from, request, topic, partition, offset, .. } => {
-                    let topic_name = self.config.topics[topic].name.clone();
+                    let topic_name = self.topic_names[topic].clone();
                     let log = &mut self.partitions[topic][partition as usize];
                     if log.make_durable(offset + 1) && !advanced.contains(&(topic, partition)) {
                         advanced.push((topic, partition));
@@ -1198,7 +1211,7 @@ impl<P: Payload> Broker<P> {
                     send(ctx, from, published);
                 }
                 Pending::Commit { from, group, topic, partition, offset, .. } => {
-                    let topic_name = self.config.topics[topic].name.clone();
+                    let topic_name = self.topic_names[topic].clone();
                     let trace_key = partition_trace_key(&topic_name, partition);
                     ctx.trace(Component::Broker, "committed", trace_key, offset as i64);
                     ctx.count("broker.committed", 1);
@@ -1241,7 +1254,7 @@ impl<P: Payload> Broker<P> {
         }
         let now = ctx.now_local();
         let timeout = self.config.session.session_timeout;
-        let keys: Vec<(String, usize)> = self.groups.keys().cloned().collect();
+        let keys: Vec<(Arc<str>, usize)> = self.groups.keys().cloned().collect();
         for key in &keys {
             let group = self.groups.get_mut(key).expect("listed above");
             let expired = group.expired(now, timeout);
@@ -1379,7 +1392,7 @@ enum Pending {
     Commit {
         sequence: u64,
         from: ProcessId,
-        group: String,
+        group: Arc<str>,
         topic: usize,
         partition: u32,
         offset: u64,

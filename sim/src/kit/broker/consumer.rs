@@ -11,6 +11,7 @@ use crate::process::Ctx;
 use crate::trace::Component;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// How a consumer behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,8 +130,9 @@ struct Cursor {
 pub struct Consumer<P> {
     config: ConsumerConfig,
     broker: ProcessId,
-    group: String,
-    topic: String,
+    /// The names, shared with every message that carries them.
+    group: Arc<str>,
+    topic: Arc<str>,
     membership: Membership,
     cursors: BTreeMap<u32, Cursor>,
     next_request: u64,
@@ -167,8 +169,8 @@ impl<P: Payload> Consumer<P> {
         Ok(Consumer {
             config,
             broker,
-            group,
-            topic,
+            group: group.into(),
+            topic: topic.into(),
             membership: Membership::Idle,
             cursors: BTreeMap::new(),
             next_request: 0,

@@ -188,14 +188,26 @@ fn record_write_time(bytes: &[u8]) -> LocalTime {
 
 /// A committed offset in storage: the group and topic names, each with a
 /// little-endian length, then partition and offset.
-pub(crate) fn encode_commit(group: &str, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(24 + group.len() + topic.len());
+/// Written onto the end of `bytes` (the storage log itself, no copy).
+pub(crate) fn write_commit(
+    group: &str,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    bytes: &mut Vec<u8>,
+) {
     for name in [group, topic] {
         bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
         bytes.extend_from_slice(name.as_bytes());
     }
     bytes.extend_from_slice(&partition.to_le_bytes());
     bytes.extend_from_slice(&offset.to_le_bytes());
+}
+
+#[cfg(test)]
+fn encode_commit(group: &str, topic: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    write_commit(group, topic, partition, offset, &mut bytes);
     bytes
 }
 

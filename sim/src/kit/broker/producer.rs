@@ -9,6 +9,7 @@ use crate::process::Ctx;
 use crate::time::SimDuration;
 use crate::trace::Component;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How a producer retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub enum ProducerEvent {
         /// The request [`Producer::publish`] returned.
         request: u64,
         /// The topic.
-        topic: String,
+        topic: Arc<str>,
         /// Its partition.
         partition: u32,
         /// Its offset.
@@ -70,7 +71,7 @@ pub enum ProducerEvent {
 
 #[derive(Clone, Debug)]
 struct Unacked<P> {
-    topic: String,
+    topic: Arc<str>,
     key: u64,
     payload: P,
     sent_at: LocalTime,
@@ -90,6 +91,9 @@ pub struct Producer<P> {
     next_request: Option<u64>,
     unacked: BTreeMap<u64, Unacked<P>>,
     timer: Option<TimerId>,
+    /// The names of the topics published to so far, each allocated once
+    /// and then shared by every record and message that names it.
+    topics: Vec<Arc<str>>,
 }
 
 impl<P: Payload> Producer<P> {
@@ -97,7 +101,14 @@ impl<P: Payload> Producer<P> {
     /// the configuration.
     pub fn new(config: ProducerConfig, broker: ProcessId) -> Result<Producer<P>, ConfigError> {
         config.validate()?;
-        Ok(Producer { config, broker, next_request: None, unacked: BTreeMap::new(), timer: None })
+        Ok(Producer {
+            config,
+            broker,
+            next_request: None,
+            unacked: BTreeMap::new(),
+            timer: None,
+            topics: Vec::new(),
+        })
     }
 
     /// Publishes awaiting acknowledgement.
@@ -113,7 +124,7 @@ impl<P: Payload> Producer<P> {
     pub fn publish<M: Carry<BrokerMsg<P>>>(
         &mut self,
         ctx: &mut Ctx<'_, M>,
-        topic: impl Into<String>,
+        topic: impl AsRef<str>,
         key: u64,
         payload: P,
     ) -> Result<u64, Rejection> {
@@ -129,8 +140,8 @@ impl<P: Payload> Producer<P> {
             None => ctx.rng().next_u64() >> 1,
         };
         self.next_request = Some(request.wrapping_add(1));
-        let unacked =
-            Unacked { topic: topic.into(), key, payload, sent_at: ctx.now_local(), attempts: 1 };
+        let topic = self.topic(topic.as_ref());
+        let unacked = Unacked { topic, key, payload, sent_at: ctx.now_local(), attempts: 1 };
         self.send(ctx, request, &unacked);
         self.unacked.insert(request, unacked);
         if self.timer.is_none() {
@@ -199,6 +210,18 @@ impl<P: Payload> Producer<P> {
             self.timer = Some(ctx.set_timer(self.config.retry_timeout, 0));
         }
         true
+    }
+
+    /// The shared name of `topic`, allocated at its first publish.
+    fn topic(&mut self, topic: &str) -> Arc<str> {
+        match self.topics.iter().find(|known| ***known == *topic) {
+            Some(known) => known.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.topics.push(name.clone());
+                name
+            }
+        }
     }
 
     fn send<M: Carry<BrokerMsg<P>>>(
