@@ -18,7 +18,10 @@
 //! for events due at the current time, skipping the heap, gained about 3%
 //! on the 16-node microsystem and cost ping-pong about as much; a
 //! hand-written binary heap choosing the smaller child without a branch
-//! was slower than `std`'s on both benchmarks.)
+//! was slower than `std`'s on both benchmarks; a radix heap, which
+//! exploits that no event is scheduled before the last one popped, moved
+//! only about three keys per pop yet ran the 16-node microsystem about 8%
+//! slower than these two small binary heaps.)
 
 use crate::time::SimTime;
 use std::cmp::Reverse;
