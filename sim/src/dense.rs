@@ -252,31 +252,38 @@ impl<K: DenseKey, V> DenseMap<K, V> {
     /// it, so the ends stay filled.
     fn make_room(&mut self, key: K) -> bool {
         let position = key.position();
-        if let Form::Dense { base, slots, len } = &self.form
-            && *len > 0
-        {
-            let low = position.min(*base);
-            let high = position.max(*base + (slots.len() as u64 - 1));
-            if !dense_enough((high - low).saturating_add(1), *len + 1) {
-                self.go_sparse();
-            }
-        }
         let Form::Dense { base, slots, len } = &mut self.form else { return false };
         if *len == 0 {
             slots.clear();
+            slots.push_back(None);
             *base = position;
+            return true;
         }
-        if position < *base {
-            for _ in position..*base {
-                slots.push_front(None);
+        let last = *base + (slots.len() as u64 - 1);
+        if position >= *base && position <= last {
+            // Inside the table: the span stays, the entries can only grow.
+            if dense_enough(last - *base + 1, *len + 1) {
+                return true;
             }
-            *base = position;
+        } else {
+            let span = (position.max(last) - position.min(*base)).saturating_add(1);
+            if dense_enough(span, *len + 1) {
+                if position < *base {
+                    for _ in position..*base {
+                        slots.push_front(None);
+                    }
+                    *base = position;
+                } else if position == last + 1 {
+                    // The usual growth: the next key after the last.
+                    slots.push_back(None);
+                } else {
+                    slots.resize_with((position - *base) as usize + 1, || None);
+                }
+                return true;
+            }
         }
-        let index = (position - *base) as usize;
-        if index >= slots.len() {
-            slots.resize_with(index + 1, || None);
-        }
-        true
+        self.go_sparse();
+        false
     }
 
     /// The slot of `key` in the table, which reaches it (see
