@@ -372,20 +372,18 @@ impl<M: Carry<Discovery>> Registry<M> {
         Lease::new(expiry, suspicion)
     }
 
-    /// Registers or renews; returns whether the instance is now registered.
-    fn renew(&mut self, ctx: &mut Ctx<'_, M>, service: ServiceName, instance: ProcessId) -> bool {
+    /// Registers an instance the registry holds no lease for (a held
+    /// lease is renewed by [`Registry::renew_known`] before messages get
+    /// here); returns whether the instance is now registered.
+    fn register(
+        &mut self,
+        ctx: &mut Ctx<'_, M>,
+        service: ServiceName,
+        instance: ProcessId,
+    ) -> bool {
         let now = ctx.now_local();
         let entry = self.services.entry(service.clone()).or_default();
-        if let Some(lease) = entry.leases.get_mut(&instance) {
-            let recovered = lease.heartbeat(now) == Some(Transition::Recovered);
-            ctx.count("discovery.renewed", 1);
-            if recovered {
-                let live = entry.live_count();
-                trace(ctx, "recovered", instance, live);
-                ctx.count("discovery.recovered", 1);
-            }
-            return true;
-        }
+        debug_assert!(!entry.leases.contains_key(&instance), "a held lease is renewed earlier");
         if self.instance_count >= self.config.instances_max {
             let live = entry.live().len();
             trace(ctx, "registration_rejected", instance, live);
@@ -537,7 +535,7 @@ impl<M: Carry<Discovery>> Registry<M> {
         match message {
             Discovery::Register { service, instance } | Discovery::Renew { service, instance } => {
                 let before = self.snapshot(&service);
-                self.renew(ctx, service, instance);
+                self.register(ctx, service, instance);
                 self.notify_changes(ctx, before);
             }
             Discovery::Deregister { service, instance } => {
